@@ -1,0 +1,28 @@
+"""The BLIP-2 Q-Former and its stage-1 heads for PaddlePaddle; usable on any image features."""
+
+from ._threads import use_all_cores
+from .config import QFormerConfig
+from .convert import LoadReport, convert_state_dict, detect_layout, load_pretrained
+from .distributed import all_gather_with_grad, concat_all_gather, rank_and_world_size
+from .model import QFormer, QFormerOutput, padding_mask, prefix_causal_mask
+from .pretraining import FeatureOutput, PretrainingOutput, QFormerForPretraining
+
+use_all_cores()
+
+__all__ = [
+    "FeatureOutput",
+    "LoadReport",
+    "PretrainingOutput",
+    "QFormer",
+    "QFormerConfig",
+    "QFormerForPretraining",
+    "QFormerOutput",
+    "all_gather_with_grad",
+    "concat_all_gather",
+    "convert_state_dict",
+    "detect_layout",
+    "load_pretrained",
+    "padding_mask",
+    "prefix_causal_mask",
+    "rank_and_world_size",
+]

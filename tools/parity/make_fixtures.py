@@ -1,0 +1,319 @@
+"""Write golden fixtures from the reference implementation (HF transformers, torch).
+
+Runs in its own environment (torch + transformers 4.x; no paddle): tiny random HF BLIP-2 models,
+their weights in the three layouts found in the wild, inputs, and the reference outputs. Our
+paddle tests load the weights and must reproduce the outputs.
+
+    python tools/parity/make_fixtures.py --out DIR
+
+writes DIR/vision/* and DIR/qformer/*. The committed copies live in each package's tests/fixtures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from safetensors.numpy import save_file
+from transformers import Blip2Config, Blip2ForImageTextRetrieval, Blip2VisionConfig, Blip2VisionModel
+from transformers.models.bert.configuration_bert import BertConfig
+from transformers.models.bert.modeling_bert import BertOnlyMLMHead
+
+VISION = dict(
+    hidden_size=48,
+    intermediate_size=104,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    image_size=56,
+    patch_size=14,
+    layer_norm_eps=1e-6,
+    qkv_bias=True,
+    hidden_act="gelu",
+)
+QFORMER = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    cross_attention_frequency=2,
+    encoder_hidden_size=48,
+    layer_norm_eps=1e-12,
+    hidden_act="gelu",
+    use_qformer_text_input=True,
+)
+NUM_QUERY_TOKENS = 8
+EMBED_DIM = 16
+BOS = 98
+TEMP = 0.1
+
+
+def randomize(module: torch.nn.Module, seed: int) -> None:
+    """Every parameter random (LayerNorm weights near 1), including HF's zero-initialised key bias."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            noise = torch.randn(param.shape, generator=gen)
+            if "norm" in name.lower() and name.endswith("weight"):
+                param.copy_(1.0 + 0.1 * noise)
+            else:
+                param.copy_(0.08 * noise)
+
+
+def numpy_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().astype(np.float32).copy() for k, v in state_dict.items()}
+
+
+def save(arrays: dict[str, np.ndarray | torch.Tensor], path: Path) -> None:
+    # safetensors writes the raw buffer: a strided view (a slice of a torch tensor) must be compacted.
+    save_file({k: np.require(np.asarray(v), requirements="C") for k, v in arrays.items()}, str(path))
+
+
+# -- the LAVIS and PaddleMIX layouts, written from HF's (the reverse of HF's conversion script) ------
+
+
+def vision_hf_to_lavis(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in sd.items():
+        if key == "embeddings.class_embedding":
+            out["cls_token"] = value
+        elif key == "embeddings.position_embedding":
+            out["pos_embed"] = value
+        elif key.startswith("embeddings.patch_embedding."):
+            out["patch_embed.proj." + key.split(".")[-1]] = value
+        elif key.startswith("encoder.layers."):
+            i, rest = key.split(".")[2], ".".join(key.split(".")[3:])
+            block = f"blocks.{i}."
+            if rest == "self_attn.qkv.bias":
+                third = value.shape[0] // 3
+                out[block + "attn.q_bias"] = value[:third]
+                out[block + "attn.v_bias"] = value[2 * third :]
+            else:
+                rest = (
+                    rest.replace("layer_norm1", "norm1")
+                    .replace("layer_norm2", "norm2")
+                    .replace("self_attn.qkv", "attn.qkv")
+                    .replace("self_attn.projection", "attn.proj")
+                )
+                out[block + rest] = value
+        # post_layernorm is LAVIS's ln_vision, outside the encoder
+    return out
+
+
+def vision_lavis_to_paddlemix(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in sd.items():
+        if key.endswith("attn.q_bias"):
+            v_bias = sd[key.replace("q_bias", "v_bias")]
+            out[key.replace("q_bias", "qkv.bias")] = np.concatenate([value, np.zeros_like(value), v_bias])
+        elif key.endswith("attn.v_bias"):
+            continue
+        elif key.endswith(".weight") and value.ndim == 2:
+            out[key] = value.T.copy()  # paddle Linear: [in, out]
+        else:
+            out[key] = value
+    return out
+
+
+def qformer_hf_to_lavis(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in sd.items():
+        if key.startswith("vision_model.encoder") or key.startswith("vision_model.embeddings"):
+            continue
+        if key.startswith("vision_model.post_layernorm."):
+            out["ln_vision." + key.split(".")[-1]] = value
+        elif key == "query_tokens":
+            out[key] = value
+        elif key.startswith("qformer.layernorm."):
+            out["Qformer.bert.embeddings.LayerNorm." + key.split(".")[-1]] = value
+        elif key.startswith("embeddings."):
+            out["Qformer.bert." + key] = value
+        elif key.startswith("qformer.encoder."):
+            out["Qformer.bert." + key[len("qformer.") :].replace(".attention.attention.", ".attention.self.").replace(
+                ".crossattention.attention.", ".crossattention.self."
+            )] = value
+        elif key.startswith("vision_projection."):
+            out["vision_proj." + key.split(".")[-1]] = value
+        elif key.startswith("text_projection."):
+            out["text_proj." + key.split(".")[-1]] = value
+        elif key.startswith("itm_head."):
+            out[key] = value
+        else:
+            raise KeyError(key)
+    return out
+
+
+def qformer_lavis_to_paddlemix(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in sd.items():
+        name = key if key.startswith("Qformer.") else "Qformer." + key
+        linear = value.ndim == 2 and key.endswith(".weight") and "embeddings" not in key
+        out[name] = value.T.copy() if linear else value
+    out["Qformer.bert.embeddings.position_ids"] = np.arange(QFORMER["max_position_embeddings"], dtype=np.int64)[None]
+    return out
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+
+
+def vision_fixtures(out: Path) -> None:
+    torch.manual_seed(0)
+    config = Blip2VisionConfig(**VISION)
+    model = Blip2VisionModel(config).eval()
+    randomize(model, seed=1)
+    gen = torch.Generator().manual_seed(2)
+    pixels = torch.randn(2, 3, 56, 56, generator=gen)
+    pixels_large = torch.randn(1, 3, 84, 84, generator=gen)
+    with torch.no_grad():
+        base = model(pixel_values=pixels, output_hidden_states=True)
+        large = model(pixel_values=pixels_large, interpolate_pos_encoding=True, output_hidden_states=True)
+    io = {
+        "pixel_values": pixels.numpy(),
+        "pixel_values_large": pixels_large.numpy(),
+        "last_hidden_state_post_layernorm": base.last_hidden_state.numpy(),
+        "large_last_hidden_state": large.hidden_states[-1].numpy(),
+    }
+    for i, hidden in enumerate(base.hidden_states):
+        io[f"hidden_states.{i}"] = hidden.numpy()
+    hf = numpy_dict(model.state_dict())
+    lavis = vision_hf_to_lavis(hf)
+    # EVA-CLIP-g checkpoints carry one block more than BLIP-2 uses: add one to check it is dropped.
+    last = VISION["num_hidden_layers"] - 1
+    lavis_extra = dict(lavis, **{k.replace(f"blocks.{last}.", f"blocks.{last + 1}."): v for k, v in lavis.items() if k.startswith(f"blocks.{last}.")})
+    out.mkdir(parents=True, exist_ok=True)
+    save(hf, out / "weights_hf.safetensors")
+    save(lavis_extra, out / "weights_lavis.safetensors")
+    save(vision_lavis_to_paddlemix(lavis), out / "weights_paddlemix.safetensors")
+    save(io, out / "io.safetensors")
+    (out / "config.json").write_text(json.dumps(dict(VISION, transformers_version=transformers.__version__), indent=2))
+
+
+def unilm_mask(text_mask: torch.Tensor, num_queries: int) -> torch.Tensor:
+    """[B, Q+T, Q+T]: queries see queries; text sees queries and earlier (non-padding) text."""
+    batch, text = text_mask.shape
+    total = num_queries + text
+    mask = torch.zeros(batch, total, total)
+    mask[:, :num_queries, :num_queries] = 1
+    mask[:, num_queries:, :num_queries] = 1
+    mask[:, num_queries:, num_queries:] = torch.tril(torch.ones(text, text))[None] * text_mask[:, None, :]
+    return mask
+
+
+def qformer_fixtures(out: Path) -> None:
+    torch.manual_seed(0)
+    config = Blip2Config(
+        vision_config=VISION,
+        qformer_config=QFORMER,
+        num_query_tokens=NUM_QUERY_TOKENS,
+        image_text_hidden_size=EMBED_DIM,
+    )
+    model = Blip2ForImageTextRetrieval(config).eval()
+    randomize(model, seed=3)
+    bert_config = BertConfig(
+        vocab_size=QFORMER["vocab_size"], hidden_size=QFORMER["hidden_size"], layer_norm_eps=1e-12, hidden_act="gelu"
+    )
+    lm_head = BertOnlyMLMHead(bert_config).eval()
+    randomize(lm_head, seed=4)
+    lm_head.predictions.decoder.weight = model.embeddings.word_embeddings.weight  # tied, as in LAVIS
+
+    gen = torch.Generator().manual_seed(5)
+    batch, text_len = 3, 7
+    pixels = torch.randn(batch, 3, 56, 56, generator=gen)
+    input_ids = torch.randint(1, BOS, (batch, text_len), generator=gen)
+    text_mask = torch.ones(batch, text_len, dtype=torch.long)
+    text_mask[1, 5:] = 0
+    text_mask[2, 3:] = 0
+    input_ids[text_mask == 0] = 0
+    itg_ids = input_ids.clone()
+    itg_ids[:, 0] = BOS
+
+    with torch.no_grad():
+        vision = model.vision_model(pixel_values=pixels, output_hidden_states=True)
+        raw = vision.hidden_states[-1]
+        image_embeds = vision.last_hidden_state  # post_layernorm = ln_vision
+        queries = model.query_tokens.expand(batch, -1, -1)
+        query_out = model.qformer(query_embeds=queries, encoder_hidden_states=image_embeds).last_hidden_state
+        text_out = model.qformer(
+            query_embeds=model.embeddings(input_ids=input_ids), query_length=0, attention_mask=text_mask
+        ).last_hidden_state
+        full_mask = torch.cat([torch.ones(batch, NUM_QUERY_TOKENS, dtype=torch.long), text_mask], 1)
+        multimodal = model.qformer(
+            query_embeds=model.embeddings(input_ids=input_ids, query_embeds=queries),
+            query_length=NUM_QUERY_TOKENS,
+            attention_mask=full_mask,
+            encoder_hidden_states=image_embeds,
+        ).last_hidden_state
+        itm = model(pixel_values=pixels, input_ids=input_ids, attention_mask=text_mask, use_image_text_matching_head=True)
+        itc = model(pixel_values=pixels, input_ids=input_ids, attention_mask=text_mask, use_image_text_matching_head=False)
+        itg_hidden = model.qformer(
+            query_embeds=model.embeddings(input_ids=itg_ids, query_embeds=queries),
+            query_length=NUM_QUERY_TOKENS,
+            attention_mask=unilm_mask(text_mask, NUM_QUERY_TOKENS),
+            encoder_hidden_states=image_embeds,
+        ).last_hidden_state[:, NUM_QUERY_TOKENS:]
+        itg_logits = lm_head(itg_hidden)
+        labels = itg_ids.masked_fill(text_mask == 0, -100)
+        loss_itg = torch.nn.functional.cross_entropy(
+            itg_logits[:, :-1].reshape(-1, QFORMER["vocab_size"]), labels[:, 1:].reshape(-1), label_smoothing=0.1
+        )
+        targets = torch.arange(batch)
+        sims = itc.logits_per_image / TEMP
+        loss_itc = (
+            torch.nn.functional.cross_entropy(sims, targets, label_smoothing=0.1)
+            + torch.nn.functional.cross_entropy(sims.t(), targets, label_smoothing=0.1)
+        ) / 2
+
+    io = {
+        "image_embeds_raw": raw.numpy(),
+        "image_embeds_normalized": image_embeds.numpy(),
+        "input_ids": input_ids.numpy(),
+        "itg_input_ids": itg_ids.numpy(),
+        "attention_mask": text_mask.numpy(),
+        "query_output": query_out.numpy(),
+        "text_output": text_out.numpy(),
+        "multimodal_output": multimodal.numpy(),
+        "itm_logits": itm.logits_per_image.numpy(),
+        "itc_similarity": itc.logits_per_image.numpy(),
+        "itg_text_hidden": itg_hidden.numpy(),
+        "itg_logits": itg_logits.numpy(),
+        "loss_itg": loss_itg.numpy(),
+        "loss_itc": loss_itc.numpy(),
+    }
+    hf = {k: v for k, v in numpy_dict(model.state_dict()).items() if not k.startswith(("vision_model.encoder", "vision_model.embeddings"))}
+    lavis = qformer_hf_to_lavis(hf)
+    for key, value in numpy_dict(lm_head.state_dict()).items():
+        if not key.startswith("predictions.decoder"):
+            lavis["Qformer.cls." + key] = value
+    lavis["temp"] = np.array(TEMP, dtype=np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    save(hf, out / "weights_hf.safetensors")
+    save(lavis, out / "weights_lavis.safetensors")
+    save(qformer_lavis_to_paddlemix(lavis), out / "weights_paddlemix.safetensors")
+    save(io, out / "io.safetensors")
+    meta = dict(
+        QFORMER,
+        num_query_tokens=NUM_QUERY_TOKENS,
+        embed_dim=EMBED_DIM,
+        bos_token_id=BOS,
+        vision_layer_norm_eps=VISION["layer_norm_eps"],
+        transformers_version=transformers.__version__,
+    )
+    (out / "config.json").write_text(json.dumps(meta, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="directory to write vision/ and qformer/ into")
+    args = parser.parse_args()
+    vision_fixtures(args.out / "vision")
+    qformer_fixtures(args.out / "qformer")
+    print(f"fixtures written to {args.out} (transformers {transformers.__version__}, torch {torch.__version__})")
+
+
+if __name__ == "__main__":
+    main()
