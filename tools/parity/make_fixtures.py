@@ -134,9 +134,12 @@ def qformer_hf_to_lavis(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         elif key.startswith("embeddings."):
             out["Qformer.bert." + key] = value
         elif key.startswith("qformer.encoder."):
-            out["Qformer.bert." + key[len("qformer.") :].replace(".attention.attention.", ".attention.self.").replace(
-                ".crossattention.attention.", ".crossattention.self."
-            )] = value
+            out[
+                "Qformer.bert."
+                + key[len("qformer.") :]
+                .replace(".attention.attention.", ".attention.self.")
+                .replace(".crossattention.attention.", ".crossattention.self.")
+            ] = value
         elif key.startswith("vision_projection."):
             out["vision_proj." + key.split(".")[-1]] = value
         elif key.startswith("text_projection."):
@@ -184,7 +187,14 @@ def vision_fixtures(out: Path) -> None:
     lavis = vision_hf_to_lavis(hf)
     # EVA-CLIP-g checkpoints carry one block more than BLIP-2 uses: add one to check it is dropped.
     last = VISION["num_hidden_layers"] - 1
-    lavis_extra = dict(lavis, **{k.replace(f"blocks.{last}.", f"blocks.{last + 1}."): v for k, v in lavis.items() if k.startswith(f"blocks.{last}.")})
+    lavis_extra = dict(
+        lavis,
+        **{
+            k.replace(f"blocks.{last}.", f"blocks.{last + 1}."): v
+            for k, v in lavis.items()
+            if k.startswith(f"blocks.{last}.")
+        },
+    )
     out.mkdir(parents=True, exist_ok=True)
     save(hf, out / "weights_hf.safetensors")
     save(lavis_extra, out / "weights_lavis.safetensors")
@@ -248,8 +258,12 @@ def qformer_fixtures(out: Path) -> None:
             attention_mask=full_mask,
             encoder_hidden_states=image_embeds,
         ).last_hidden_state
-        itm = model(pixel_values=pixels, input_ids=input_ids, attention_mask=text_mask, use_image_text_matching_head=True)
-        itc = model(pixel_values=pixels, input_ids=input_ids, attention_mask=text_mask, use_image_text_matching_head=False)
+        itm = model(
+            pixel_values=pixels, input_ids=input_ids, attention_mask=text_mask, use_image_text_matching_head=True
+        )
+        itc = model(
+            pixel_values=pixels, input_ids=input_ids, attention_mask=text_mask, use_image_text_matching_head=False
+        )
         itg_hidden = model.qformer(
             query_embeds=model.embeddings(input_ids=itg_ids, query_embeds=queries),
             query_length=NUM_QUERY_TOKENS,
@@ -284,7 +298,11 @@ def qformer_fixtures(out: Path) -> None:
         "loss_itg": loss_itg.numpy(),
         "loss_itc": loss_itc.numpy(),
     }
-    hf = {k: v for k, v in numpy_dict(model.state_dict()).items() if not k.startswith(("vision_model.encoder", "vision_model.embeddings"))}
+    hf = {
+        k: v
+        for k, v in numpy_dict(model.state_dict()).items()
+        if not k.startswith(("vision_model.encoder", "vision_model.embeddings"))
+    }
     lavis = qformer_hf_to_lavis(hf)
     for key, value in numpy_dict(lm_head.state_dict()).items():
         if not key.startswith("predictions.decoder"):

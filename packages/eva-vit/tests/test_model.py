@@ -43,7 +43,9 @@ def test_vit_l_variant_and_config_round_trip():
 
 
 def tiny(**overrides) -> EvaVitConfig:
-    return EvaVitConfig(**{**dict(image_size=56, hidden_size=32, num_layers=3, num_heads=4, mlp_hidden_size=48), **overrides})
+    return EvaVitConfig(
+        **{**dict(image_size=56, hidden_size=32, num_layers=3, num_heads=4, mlp_hidden_size=48), **overrides}
+    )
 
 
 def test_output_has_cls_and_patch_tokens():

@@ -28,7 +28,9 @@ def test_every_hidden_state_matches_hf(layout, tiny_config, fixtures_dir, refere
     assert len(out.hidden_states) == tiny_config.num_layers + 1
     for i, hidden in enumerate(out.hidden_states):
         np.testing.assert_allclose(hidden.numpy(), reference_io[f"hidden_states.{i}"], atol=ATOL, rtol=0)
-    np.testing.assert_allclose(out.last_hidden_state.numpy(), reference_io[f"hidden_states.{tiny_config.num_layers}"], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        out.last_hidden_state.numpy(), reference_io[f"hidden_states.{tiny_config.num_layers}"], atol=ATOL, rtol=0
+    )
 
 
 def test_layouts_are_detected(fixtures_dir):
@@ -55,7 +57,9 @@ def test_interpolated_positions_match_hf_at_runtime(tiny_config, fixtures_dir, r
     pixels = paddle.to_tensor(reference_io["pixel_values_large"])
     with paddle.no_grad():
         out = model(pixels, interpolate_pos_encoding=True)
-    np.testing.assert_allclose(out.last_hidden_state.numpy(), reference_io["large_last_hidden_state"], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        out.last_hidden_state.numpy(), reference_io["large_last_hidden_state"], atol=ATOL, rtol=0
+    )
     with pytest.raises(ValueError, match="84x84.*56x56"):
         model(pixels)
 
@@ -67,7 +71,9 @@ def test_interpolated_positions_match_hf_when_resized_at_load(tiny_config, fixtu
     assert model.pos_embed.shape == [1, 37, tiny_config.hidden_size]
     with paddle.no_grad():
         out = model(paddle.to_tensor(reference_io["pixel_values_large"]))
-    np.testing.assert_allclose(out.last_hidden_state.numpy(), reference_io["large_last_hidden_state"], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        out.last_hidden_state.numpy(), reference_io["large_last_hidden_state"], atol=ATOL, rtol=0
+    )
 
 
 def test_interpolated_positions_match_hf_after_set_image_size(tiny_config, fixtures_dir, reference_io):
@@ -75,7 +81,9 @@ def test_interpolated_positions_match_hf_after_set_image_size(tiny_config, fixtu
     model.set_image_size(84)
     with paddle.no_grad():
         out = model(paddle.to_tensor(reference_io["pixel_values_large"]))
-    np.testing.assert_allclose(out.last_hidden_state.numpy(), reference_io["large_last_hidden_state"], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        out.last_hidden_state.numpy(), reference_io["large_last_hidden_state"], atol=ATOL, rtol=0
+    )
 
 
 def test_export_to_hf_layout_round_trips(tiny_config, fixtures_dir):

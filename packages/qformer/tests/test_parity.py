@@ -46,7 +46,14 @@ def test_report_names_what_each_layout_lacks(loaded):
     layout, _, report = loaded
     assert report.unexpected == []
     if layout == "hf":  # HF's retrieval model has no LM head and no temperature
-        assert report.missing == ["lm_head.bias", "lm_head.dense.bias", "lm_head.dense.weight", "lm_head.layer_norm.bias", "lm_head.layer_norm.weight", "temp"]
+        assert report.missing == [
+            "lm_head.bias",
+            "lm_head.dense.bias",
+            "lm_head.dense.weight",
+            "lm_head.layer_norm.bias",
+            "lm_head.layer_norm.weight",
+            "temp",
+        ]
     else:
         assert report.missing == []
 
@@ -71,7 +78,10 @@ def test_text_encoder_matches(loaded, inputs, reference_io):
 def test_multimodal_encoder_and_itm_match(loaded, inputs, reference_io):
     _, model, _ = loaded
     out = model.qformer(inputs["raw"], input_ids=inputs["ids"], attention_mask=inputs["mask"])
-    close(out.last_hidden_state[:, : model.config.num_query_tokens], reference_io["multimodal_output"][:, : model.config.num_query_tokens])
+    close(
+        out.last_hidden_state[:, : model.config.num_query_tokens],
+        reference_io["multimodal_output"][:, : model.config.num_query_tokens],
+    )
     close(model.itm_logits(inputs["raw"], inputs["ids"], inputs["mask"]), reference_io["itm_logits"])
 
 
@@ -89,7 +99,12 @@ def test_cached_itg_pass_equals_hf_full_pass_with_unilm_mask(loaded, inputs, ref
     layout, model, _ = loaded
     normalized = model.qformer.ln_vision(inputs["raw"])
     query_out, _ = model.image_features(normalized)
-    text = model.qformer(input_ids=inputs["itg_ids"], attention_mask=inputs["mask"], past_key_values=query_out.past_key_values, causal=True)
+    text = model.qformer(
+        input_ids=inputs["itg_ids"],
+        attention_mask=inputs["mask"],
+        past_key_values=query_out.past_key_values,
+        causal=True,
+    )
     valid = reference_io["attention_mask"].astype(bool)
     close(text.last_hidden_state.numpy()[valid], reference_io["itg_text_hidden"][valid])
     if layout != "hf":
@@ -113,9 +128,20 @@ def test_bare_qformer_loads_and_reports_the_heads(tiny_config, fixtures_dir, ref
     report = load_pretrained(model, load_file(str(fixtures_dir / "weights_lavis.safetensors")))
     assert report.missing == []
     assert sorted(report.unexpected) == sorted(
-        ["itm_head.bias", "itm_head.weight", "lm_head.bias", "lm_head.dense.bias", "lm_head.dense.weight",
-         "lm_head.layer_norm.bias", "lm_head.layer_norm.weight", "temp", "text_proj.bias", "text_proj.weight",
-         "vision_proj.bias", "vision_proj.weight"]
+        [
+            "itm_head.bias",
+            "itm_head.weight",
+            "lm_head.bias",
+            "lm_head.dense.bias",
+            "lm_head.dense.weight",
+            "lm_head.layer_norm.bias",
+            "lm_head.layer_norm.weight",
+            "temp",
+            "text_proj.bias",
+            "text_proj.weight",
+            "vision_proj.bias",
+            "vision_proj.weight",
+        ]
     )
     with paddle.no_grad():
         close(model(paddle.to_tensor(reference_io["image_embeds_raw"])).last_hidden_state, reference_io["query_output"])

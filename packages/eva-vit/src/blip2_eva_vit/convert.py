@@ -105,7 +105,11 @@ def _from_hf(sd: dict[str, np.ndarray], num_heads: int) -> dict[str, np.ndarray]
             continue
         block, rest = f"blocks.{m.group(1)}.", m.group(2)
         if rest == "self_attn.qkv.weight":
-            out.update(_fused_qkv(block + "attn.", value.T, sd.get(f"encoder.layers.{m.group(1)}.self_attn.qkv.bias"), num_heads))
+            out.update(
+                _fused_qkv(
+                    block + "attn.", value.T, sd.get(f"encoder.layers.{m.group(1)}.self_attn.qkv.bias"), num_heads
+                )
+            )
             continue
         if rest == "self_attn.qkv.bias":
             continue  # consumed with the weight
@@ -203,10 +207,16 @@ def load_pretrained(model: Any, state_dict: dict[str, Any], layout: str | None =
     converted = convert_state_dict(state_dict, config.num_heads, layout)
     report = LoadReport()
     extra_blocks = sorted(
-        {int(m.group(1)) for k in converted if (m := re.match(r"^blocks\.(\d+)\.", k)) and int(m.group(1)) >= config.num_layers}
+        {
+            int(m.group(1))
+            for k in converted
+            if (m := re.match(r"^blocks\.(\d+)\.", k)) and int(m.group(1)) >= config.num_layers
+        }
     )
     if extra_blocks:
-        converted = {k: v for k, v in converted.items() if not re.match(rf"^blocks\.({'|'.join(map(str, extra_blocks))})\.", k)}
+        converted = {
+            k: v for k, v in converted.items() if not re.match(rf"^blocks\.({'|'.join(map(str, extra_blocks))})\.", k)
+        }
         report.notes.append(f"dropped blocks {extra_blocks} (the model has {config.num_layers})")
 
     pos = converted.get("pos_embed")
@@ -222,7 +232,9 @@ def load_pretrained(model: Any, state_dict: dict[str, Any], layout: str | None =
             continue
         target = params[key]
         if tuple(value.shape) != tuple(target.shape):
-            raise ValueError(f"shape mismatch for {key}: checkpoint {tuple(value.shape)} vs model {tuple(target.shape)}")
+            raise ValueError(
+                f"shape mismatch for {key}: checkpoint {tuple(value.shape)} vs model {tuple(target.shape)}"
+            )
         target.set_value(paddle.to_tensor(value.astype(np.float32)).astype(target.dtype))
     report.missing = sorted(set(params) - set(converted))
     for note in report.notes:

@@ -86,9 +86,7 @@ _HF_TOP_RENAMES = {
 }
 # Present in some checkpoints, never used by the model: position-id buffers, BERT token types
 # (PaddleMIX), the LM decoder (tied to the word embeddings) and its bias (a copy of lm_head.bias).
-_IGNORED = re.compile(
-    r"(^|\.)position_ids$|token_type_embeddings\.weight$|cls\.predictions\.decoder\.(weight|bias)$"
-)
+_IGNORED = re.compile(r"(^|\.)position_ids$|token_type_embeddings\.weight$|cls\.predictions\.decoder\.(weight|bias)$")
 _NOT_LINEAR = re.compile(r"(embeddings\.|layer_norm\.|ln_vision\.|query_tokens$|temp$|lm_head\.bias$)")
 
 
@@ -112,7 +110,9 @@ def detect_layout(state_dict: dict[str, Any]) -> str:
         return "paddlemix"
     if any(k.startswith("Qformer.bert.") for k in keys):
         return "lavis"
-    raise ValueError("cannot tell the Q-Former checkpoint layout: no qformer.encoder, Qformer.bert or qformer.layers keys")
+    raise ValueError(
+        "cannot tell the Q-Former checkpoint layout: no qformer.encoder, Qformer.bert or qformer.layers keys"
+    )
 
 
 def _rename_layer(rest: str, renames: dict[str, str]) -> str | None:
@@ -184,7 +184,9 @@ def load_pretrained(model: Any, state_dict: dict[str, Any], layout: str | None =
     from .model import QFormer
 
     if isinstance(model, QFormer):
-        converted = {(k[len("qformer.") :] if k.startswith("qformer.") else "heads:" + k): v for k, v in converted.items()}
+        converted = {
+            (k[len("qformer.") :] if k.startswith("qformer.") else "heads:" + k): v for k, v in converted.items()
+        }
     params = model.state_dict()
     report = LoadReport()
     for key, value in converted.items():
@@ -195,7 +197,9 @@ def load_pretrained(model: Any, state_dict: dict[str, Any], layout: str | None =
         if value.size == 1 and int(np.prod(target.shape)) == 1:
             value = value.reshape(target.shape)  # a scalar (temp) saved as [] or [1]
         if tuple(value.shape) != tuple(target.shape):
-            raise ValueError(f"shape mismatch for {key}: checkpoint {tuple(value.shape)} vs model {tuple(target.shape)}")
+            raise ValueError(
+                f"shape mismatch for {key}: checkpoint {tuple(value.shape)} vs model {tuple(target.shape)}"
+            )
         target.set_value(paddle.to_tensor(value.astype(np.float32)).astype(target.dtype))
     report.missing = sorted(set(params) - set(converted))
     if report.missing:

@@ -267,7 +267,11 @@ class QFormer(nn.Layer):
         if input_ids is not None:
             text_mask = attention_mask if attention_mask is not None else paddle.ones(input_ids.shape, dtype="int64")
             prefix = query_length + past_length
-            keys_mask = paddle.concat([paddle.ones([batch, prefix], dtype=text_mask.dtype), text_mask], axis=1) if prefix else text_mask
+            keys_mask = (
+                paddle.concat([paddle.ones([batch, prefix], dtype=text_mask.dtype), text_mask], axis=1)
+                if prefix
+                else text_mask
+            )
             self_mask = prefix_causal_mask(keys_mask, past_length) if causal else padding_mask(keys_mask)
         image_mask = padding_mask(image_attention_mask) if image_attention_mask is not None else None
 

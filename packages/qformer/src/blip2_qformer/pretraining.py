@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import paddle
@@ -96,7 +96,9 @@ class QFormerForPretraining(nn.Layer):
         out = self.qformer(image_embeds, use_cache=True, image_embeds_normalized=True)
         return out, F.normalize(self.vision_proj(out.last_hidden_state), axis=-1)
 
-    def text_features(self, input_ids: paddle.Tensor, attention_mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+    def text_features(
+        self, input_ids: paddle.Tensor, attention_mask: paddle.Tensor
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
         """Unimodal text pass: (hidden states, normalised ITC feature of the [CLS] position)."""
         hidden = self.qformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return hidden, F.normalize(self.text_proj(hidden[:, 0]), axis=-1)
@@ -106,7 +108,11 @@ class QFormerForPretraining(nn.Layer):
     ) -> paddle.Tensor:
         """Queries and text together over normalised image features: the query outputs [batch, queries, hidden]."""
         out = self.qformer(
-            image_embeds, input_ids=input_ids, attention_mask=attention_mask, use_queries=True, image_embeds_normalized=True
+            image_embeds,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            use_queries=True,
+            image_embeds_normalized=True,
         )
         return out.last_hidden_state[:, : self.config.num_query_tokens]
 
@@ -149,7 +155,9 @@ class QFormerForPretraining(nn.Layer):
         """[images, queries, E] x [texts, E] -> [images, texts]: the best-matching query's cosine."""
         return paddle.einsum("iqe,te->itq", image_feats, text_feats).max(-1)
 
-    def itm_logits(self, image_embeds: paddle.Tensor, input_ids: paddle.Tensor, attention_mask: paddle.Tensor) -> paddle.Tensor:
+    def itm_logits(
+        self, image_embeds: paddle.Tensor, input_ids: paddle.Tensor, attention_mask: paddle.Tensor
+    ) -> paddle.Tensor:
         """[batch, 2] match logits (column 1: "matches"), averaged over the query positions.
 
         ``image_embeds`` are raw image-encoder features, one image per text.
@@ -235,7 +243,9 @@ class QFormerForPretraining(nn.Layer):
         labels = paddle.concat([paddle.ones([batch], "int64"), paddle.zeros([2 * batch], "int64")])
         return F.cross_entropy(logits, labels)
 
-    def itg_logits(self, query_out: QFormerOutput, input_ids: paddle.Tensor, attention_mask: paddle.Tensor) -> paddle.Tensor:
+    def itg_logits(
+        self, query_out: QFormerOutput, input_ids: paddle.Tensor, attention_mask: paddle.Tensor
+    ) -> paddle.Tensor:
         """Next-token logits [batch, text, vocab] of the text decoded after the cached queries."""
         out = self.qformer(
             input_ids=input_ids, attention_mask=attention_mask, past_key_values=query_out.past_key_values, causal=True
@@ -243,12 +253,16 @@ class QFormerForPretraining(nn.Layer):
         word_embeddings = self.qformer.embeddings.word_embeddings.weight
         return self.lm_head(out.last_hidden_state, word_embeddings)
 
-    def _itg_loss(self, query_out: QFormerOutput, input_ids: paddle.Tensor, attention_mask: paddle.Tensor) -> paddle.Tensor:
+    def _itg_loss(
+        self, query_out: QFormerOutput, input_ids: paddle.Tensor, attention_mask: paddle.Tensor
+    ) -> paddle.Tensor:
         decoder_ids = paddle.concat(
             [paddle.full([input_ids.shape[0], 1], self.config.bos_token_id, input_ids.dtype), input_ids[:, 1:]], axis=1
         )
         logits = self.itg_logits(query_out, decoder_ids, attention_mask)[:, :-1]
-        labels = paddle.where(attention_mask[:, 1:] == 0, paddle.full_like(decoder_ids[:, 1:], -100), decoder_ids[:, 1:])
+        labels = paddle.where(
+            attention_mask[:, 1:] == 0, paddle.full_like(decoder_ids[:, 1:], -100), decoder_ids[:, 1:]
+        )
         valid = (labels != -100).flatten()
         logits = logits.reshape([-1, logits.shape[-1]])[valid]
         labels = labels.flatten()[valid]

@@ -1,0 +1,114 @@
+"""Sessions for the whole monorepo.
+
+nox -s tests                 every package's tests, in one shared environment
+nox -s tests -- qformer      one package's tests (folder name under packages/)
+nox -s parity                regenerate the golden fixtures with HF transformers + torch, test against them
+nox -s standalone            build the eva-vit and qformer wheels, install each alone in a clean venv, test it
+nox -s lint                  ruff
+nox -s build                 a wheel for every package, into dist/
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+# Dependency order: the reusable encoders first, then what stands on them.
+PACKAGES = ["eva-vit", "qformer", "blip2-data", "blip2-core", "blip2-train", "blip2-eval"]
+STANDALONE = ["eva-vit", "qformer"]
+# The reference implementation, test-only: the CPU torch wheel on this machine and transformers 4.x
+# (5.x needs huggingface-hub >= 1.0, which paddlenlp 3.0.0b4 cannot import with).
+REFERENCE = ["torch==2.13.0", "transformers>=4.46,<5"]
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def package_dirs(names: list[str]) -> list[Path]:
+    unknown = [n for n in names if not (ROOT / "packages" / n / "pyproject.toml").exists()]
+    if unknown:
+        raise SystemExit(f"unknown packages {unknown}; choose from {PACKAGES}")
+    return [ROOT / "packages" / n for n in names]
+
+
+def has_tests(package: Path) -> bool:
+    return any((package / "tests").glob("test_*.py"))
+
+
+def install_editable(session: nox.Session, packages: list[Path]) -> None:
+    session.install(*[arg for p in packages for arg in ("-e", f"{p}[cpu,test]")])
+
+
+def run_pytest(session: nox.Session, packages: list[Path], *args: str, env: dict | None = None) -> None:
+    # One pytest per package: each has its own conftest and fixtures.
+    for package in packages:
+        if has_tests(package):
+            session.run("pytest", "-q", "-p", "no:cacheprovider", str(package / "tests"), *args, env=env)
+        else:
+            session.log(f"{package.name}: no tests yet")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Every package's tests (or those named after --) in one environment."""
+    packages = package_dirs(session.posargs or PACKAGES)
+    install_editable(session, package_dirs(PACKAGES))
+    run_pytest(session, packages)
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    """Regenerate the golden fixtures live with HF transformers and check our packages against them."""
+    install_editable(session, package_dirs(["eva-vit", "qformer"]))
+    session.install(*REFERENCE)
+    fixtures = Path(session.create_tmp()) / "fixtures"
+    shutil.rmtree(fixtures, ignore_errors=True)
+    session.run("python", str(ROOT / "tools/parity/make_fixtures.py"), "--out", str(fixtures))
+    env = {"BLIP2_PARITY_FIXTURES": str(fixtures)}
+    for package in package_dirs(["eva-vit", "qformer"]):
+        session.run("pytest", "-q", "-p", "no:cacheprovider", str(package / "tests" / "test_parity.py"), env=env)
+
+
+@nox.session
+@nox.parametrize("package", STANDALONE)
+def standalone(session: nox.Session, package: str) -> None:
+    """The package's wheel, installed alone with only its declared dependencies, passes its tests."""
+    (source,) = package_dirs([package])
+    wheels = Path(session.create_tmp()) / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.install("build")
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(wheels), str(source))
+    (wheel,) = wheels.glob("*.whl")
+    session.run("pip", "uninstall", "-y", "-q", "blip2-eva-vit", "blip2-qformer", success_codes=[0, 1])
+    session.install(f"{wheel}[cpu,test]")
+    # Tests run from a copy, away from the source tree, so only the installed wheel can be imported.
+    copy = Path(session.create_tmp()) / "tests"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(source / "tests", copy)
+    module = "blip2_" + package.replace("-", "_").removeprefix("blip2_")
+    session.run("python", "-c", f"import {module}, sys; assert 'site-packages' in {module}.__file__, {module}.__file__")
+    with session.chdir(copy):
+        session.run("pytest", "-q", "-p", "no:cacheprovider", ".")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """A wheel and an sdist for every package, into dist/."""
+    session.install("build")
+    for package in package_dirs(PACKAGES):
+        session.run("python", "-m", "build", "--outdir", str(ROOT / "dist"), str(package))
+
+
+if os.environ.get("CI"):
+    nox.options.error_on_missing_interpreters = True
