@@ -5,7 +5,7 @@ from .config import QFormerConfig
 from .convert import LoadReport, convert_state_dict, detect_layout, load_pretrained
 from .distributed import all_gather_with_grad, concat_all_gather, rank_and_world_size
 from .model import QFormer, QFormerOutput, padding_mask, prefix_causal_mask
-from .pretraining import FeatureOutput, PretrainingOutput, QFormerForPretraining
+from .pretraining import FeatureOutput, PretrainingOutput, QFormerForPretraining, sample_hard_negatives
 
 use_all_cores()
 
@@ -25,4 +25,5 @@ __all__ = [
     "padding_mask",
     "prefix_causal_mask",
     "rank_and_world_size",
+    "sample_hard_negatives",
 ]

@@ -74,6 +74,16 @@ def positives_matrix(batch: int, rank: int, world: int, image_ids: paddle.Tensor
     return (ids == concat_all_gather(ids).reshape([1, -1])).astype(paddle.float32)
 
 
+@paddle.no_grad()
+def sample_hard_negatives(similarity: paddle.Tensor, positives: paddle.Tensor) -> paddle.Tensor:
+    """For each row, draw one column from softmax(similarity) with the positives excluded.
+
+    Harder negatives (more similar) are drawn more often; returns [rows] int64 column indices.
+    """
+    weights = F.softmax(similarity.detach() + positives * MASK_VALUE, axis=1)
+    return paddle.multinomial(weights, 1).flatten()
+
+
 class QFormerForPretraining(nn.Layer):
     """BLIP-2 stage 1: image-text contrastive (ITC), matching (ITM) and grounded generation (ITG)."""
 
@@ -230,12 +240,8 @@ class QFormerForPretraining(nn.Layer):
         ids_world = concat_all_gather(input_ids)
         mask_world = concat_all_gather(attention_mask)
         images_world = all_gather_with_grad(image_embeds)
-        with paddle.no_grad():
-            blocked = positives * MASK_VALUE
-            weights_t2i = F.softmax(sim_t2i.detach() + blocked, axis=1)
-            weights_i2t = F.softmax(sim_i2t.detach() + blocked, axis=1)
-            negative_images = paddle.multinomial(weights_t2i, 1).flatten()
-            negative_texts = paddle.multinomial(weights_i2t, 1).flatten()
+        negative_images = sample_hard_negatives(sim_t2i, positives)
+        negative_texts = sample_hard_negatives(sim_i2t, positives)
         images = paddle.concat([image_embeds, paddle.gather(images_world, negative_images), image_embeds])
         texts = paddle.concat([input_ids, input_ids, paddle.gather(ids_world, negative_texts)])
         masks = paddle.concat([attention_mask, attention_mask, paddle.gather(mask_world, negative_texts)])
