@@ -1,0 +1,1 @@
+"""COCO caption (pycocoevalcap), VQAv2 and retrieval evaluation for BLIP-2 (not built yet)."""
