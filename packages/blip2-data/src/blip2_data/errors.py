@@ -1,0 +1,23 @@
+"""Errors that say which file, row and sample went wrong.
+
+Every class takes a single message argument: paddle's DataLoader re-raises a worker's exception in the main
+process as ``type(exc)(message_with_traceback)``, so anything else would turn into a TypeError there.
+"""
+
+from __future__ import annotations
+
+
+class DatasetError(ValueError):
+    """An annotation file or a data_files entry is unusable (bad JSON, missing key, empty, unknown name)."""
+
+
+class BadSampleError(RuntimeError):
+    """One sample could not be loaded (missing or corrupt image); the message names the sample and its row."""
+
+
+class DatasetNotAvailableError(FileNotFoundError):
+    """A dataset is not on disk and could not be downloaded; the message lists what to place where."""
+
+
+class ChecksumError(OSError):
+    """A downloaded file does not match its expected size or checksum."""

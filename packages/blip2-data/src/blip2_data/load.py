@@ -1,0 +1,101 @@
+"""``load_dataset``: the PaddleMIX / LAVIS entry point, with each name mapped explicitly to its own format."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Union
+
+from .datasets import Blip2Dataset, build_split
+from .download import prepare_dataset
+from .errors import DatasetError
+
+# name → annotation kind. An explicit table: PaddleMIX's lookup by module scan made "vg_caption" load COCO.
+DATASET_KINDS: dict[str, str] = {
+    "coco_caption": "caption",
+    "vg_caption": "caption",
+    "coco_vqa": "vqa",
+    "custom_caption": "caption",  # any caption set in coco_karpathy format; needs data_files
+}
+ALIASES = {"custom": "custom_caption", "coco_karpathy": "custom_caption"}
+SPLITS = ("train", "val", "test")
+
+DataFile = Sequence[Union[str, Sequence[str]]]  # [image_root, annotation json (or list of them), split]
+
+
+def _check_entry(name: str, index: int, entry: Any) -> tuple[str, list[str], str]:
+    if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+        raise DatasetError(f"{name}: data_files[{index}] should be [image_root, annotation_json, split], got {entry!r}")
+    image_root, annotations, split = entry
+    if split not in SPLITS:
+        raise DatasetError(f"{name}: data_files[{index}] split must be one of {SPLITS}, got {split!r}")
+    annotations = [annotations] if isinstance(annotations, (str, os.PathLike)) else list(annotations)
+    if not annotations:
+        raise DatasetError(f"{name}: data_files[{index}] names no annotation file")
+    if not os.path.isdir(image_root):
+        raise DatasetError(f"{name}: data_files[{index}] image root is not a directory: {image_root}")
+    return str(image_root), [str(a) for a in annotations], split
+
+
+def load_dataset(
+    name: str,
+    data_files: Sequence[DataFile] | None = None,
+    splits: Sequence[str] | None = None,
+    *,
+    image_processor: Callable[[str], Any] | None = None,
+    text_processor: Callable[[str], str] | None = None,
+    skip_bad_samples: bool = False,
+    check_images: bool = False,
+    download: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    checksums: Mapping[str, str] | None = None,
+    progress: bool = True,
+) -> list[Blip2Dataset]:
+    """One dataset per ``data_files`` entry ``[image_root, annotation_json, split]`` (PaddleMIX's convention).
+
+    ``name``: ``coco_caption``, ``vg_caption``, ``coco_vqa`` or ``custom_caption`` (alias ``custom``).
+    ``splits`` keeps only entries of those splits; without ``data_files`` it names the splits to download
+    (default ``["train"]``) into ``cache_dir`` (default ``$BLIP2_HOME/datasets/<coco|vg>``).
+    ``skip_bad_samples``: malformed rows are skipped at load time and bad images at iteration time, each
+    counted and reported, instead of raising. ``check_images`` stats every image now instead of on first use.
+    """
+    name = ALIASES.get(name, name)
+    if name not in DATASET_KINDS:
+        raise DatasetError(f"unknown dataset {name!r}; known: {sorted(DATASET_KINDS)} (and aliases {sorted(ALIASES)})")
+    if splits is not None:
+        bad = [s for s in splits if s not in SPLITS]
+        if bad:
+            raise DatasetError(f"unknown splits {bad}; choose from {SPLITS}")
+    if data_files is None:
+        if name == "custom_caption":
+            raise DatasetError("custom_caption has nothing to download: pass data_files=[[image_root, json, split]]")
+        data_files = prepare_dataset(
+            name, splits or ["train"], root=cache_dir, download=download, checksums=checksums, progress=progress
+        )
+    if isinstance(data_files, (list, tuple)) and len(data_files) == 3 and isinstance(data_files[2], str):
+        if data_files[2] in SPLITS:  # a single entry given without the outer list
+            data_files = [data_files]
+    entries = [_check_entry(name, i, entry) for i, entry in enumerate(data_files)]
+    if splits is not None:
+        missing = sorted(set(splits) - {split for _, _, split in entries})
+        if missing:
+            raise DatasetError(f"{name}: no data_files entry for split(s) {missing}")
+        entries = [e for e in entries if e[2] in splits]
+    if name == "vg_caption" and any(split != "train" for _, _, split in entries):
+        raise DatasetError("vg_caption has only a train split (captions of Visual Genome regions)")
+    datasets = []
+    for image_root, annotation_files, split in entries:
+        dataset = build_split(
+            name,
+            DATASET_KINDS[name],
+            split,
+            image_root,
+            annotation_files,
+            skip_bad_samples=skip_bad_samples,
+            image_processor=image_processor,
+            text_processor=text_processor,
+        )
+        if check_images:
+            dataset.check_images()
+        datasets.append(dataset)
+    return datasets
