@@ -2,7 +2,8 @@
 
 from ._threads import use_all_cores
 from .config import EvaVitConfig
-from .convert import LoadReport, convert_state_dict, detect_layout, load_pretrained, to_hf_state_dict
+from .formats import convert_state_dict, detect_layout, to_hf_state_dict
+from .loading import LoadReport, load_pretrained
 from .model import EvaVisionTransformer, EvaVitOutput, LayerNormFp32, resize_position_embedding
 
 use_all_cores()

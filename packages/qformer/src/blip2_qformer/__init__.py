@@ -2,8 +2,9 @@
 
 from ._threads import use_all_cores
 from .config import QFormerConfig
-from .convert import LoadReport, convert_state_dict, detect_layout, load_pretrained
 from .distributed import all_gather_with_grad, concat_all_gather, rank_and_world_size
+from .formats import convert_state_dict, detect_layout
+from .loading import LoadReport, load_pretrained
 from .model import QFormer, QFormerOutput, padding_mask, prefix_causal_mask
 from .pretraining import FeatureOutput, PretrainingOutput, QFormerForPretraining, sample_hard_negatives
 
