@@ -125,7 +125,11 @@ class Blip2Collator:
         return [list(ids) for ids in encoded["input_ids"]]
 
     def _prompt_texts(self, items: list[dict]) -> list[str]:
-        return [apply_prompt(self.prompt, item.get("text_input", "")) if self.prompt else "" for item in items]
+        # A template ("Question: {} Answer:") takes the item's text_input; a plain prefix ("a photo of ") is the
+        # whole prompt, and the target (often text_input itself) follows it.
+        if "{}" in self.prompt:
+            return [apply_prompt(self.prompt, item.get("text_input", "")) for item in items]
+        return [self.prompt for _ in items]
 
     def _targets(self, items: list[dict]) -> list[str]:
         if self.target_key is None:
