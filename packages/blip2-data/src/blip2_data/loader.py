@@ -114,7 +114,8 @@ class Blip2DataLoader:
             batch = wrapped["batch"]
             if _ERROR_KEY in batch:
                 error = BadSampleError(batch[_ERROR_KEY])
-                error.add_note("in a DataLoader worker:\n" + batch["traceback"]) if hasattr(error, "add_note") else None
+                if hasattr(error, "add_note"):  # Python >= 3.11
+                    error.add_note("in a DataLoader worker:\n" + batch["traceback"])
                 raise error
             if isinstance(batch, dict) and batch.get("skipped"):
                 skipped.extend(batch["skipped"])
