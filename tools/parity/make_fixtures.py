@@ -324,13 +324,180 @@ def qformer_fixtures(out: Path) -> None:
     (out / "config.json").write_text(json.dumps(meta, indent=2))
 
 
+# -- full BLIP-2 with an LLM (blip2-core) -----------------------------------------------------------
+
+OPT = dict(
+    model_type="opt",
+    vocab_size=100,
+    hidden_size=32,
+    word_embed_proj_dim=32,
+    num_hidden_layers=2,
+    ffn_dim=37,
+    num_attention_heads=4,
+    max_position_embeddings=64,
+    do_layer_norm_before=True,
+    activation_function="relu",
+    bos_token_id=2,
+    eos_token_id=2,
+    pad_token_id=1,
+)
+T5 = dict(
+    model_type="t5",
+    vocab_size=100,
+    d_model=32,
+    d_kv=8,
+    d_ff=37,
+    num_layers=2,
+    num_decoder_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=20,
+    feed_forward_proj="gated-gelu",
+    dense_act_fn="gelu",  # FlanT5 in BLIP-2: exact GELU, not gelu_new (HF's conversion script forces it)
+    tie_word_embeddings=False,
+    decoder_start_token_id=0,
+    pad_token_id=0,
+    eos_token_id=1,
+    bos_token_id=1,
+)
+IMAGE_TOKEN = 99  # the last id of both tiny vocabularies
+GEN_MAX_NEW_TOKENS = 7
+
+
+def llm_fixtures(out: Path, text_config: dict, seed: int) -> None:
+    from transformers import Blip2ForConditionalGeneration
+
+    torch.manual_seed(0)
+    qformer = {k: v for k, v in QFORMER.items() if k != "use_qformer_text_input"}
+    config = Blip2Config(
+        vision_config=VISION,
+        qformer_config=qformer,
+        text_config=text_config,
+        num_query_tokens=NUM_QUERY_TOKENS,
+        image_token_index=IMAGE_TOKEN,
+    )
+    model = Blip2ForConditionalGeneration(config).eval()
+    randomize(model, seed=seed)
+    with torch.no_grad():  # larger LLM weights: tokens depend on their context, so generations differ
+        for name, param in model.language_model.named_parameters():
+            if "norm" not in name:
+                param.mul_(3.0)
+    decoder_only = config.use_decoder_only_language_model
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    batch, prompt_len = 3, 5
+    pixels = torch.randn(batch, 3, 56, 56, generator=gen)
+    prompt = torch.randint(3, IMAGE_TOKEN, (batch, prompt_len), generator=gen)
+    prompt_mask = torch.ones(batch, prompt_len, dtype=torch.long)
+    pad = text_config["pad_token_id"]
+    # different prompt lengths per sample: left padding for the decoder-only LLM, right for T5's encoder
+    for row, length in ((1, 3), (2, 4)):
+        if decoder_only:
+            prompt[row, : prompt_len - length] = pad
+            prompt_mask[row, : prompt_len - length] = 0
+        else:
+            prompt[row, length:] = pad
+            prompt_mask[row, length:] = 0
+    if decoder_only:
+        prompt[:, -prompt_len:][prompt_mask.bool() & (torch.arange(prompt_len) == 0)] = text_config["bos_token_id"]
+    # As HF's processor builds them: image tokens before the prompt, the padding outside both.
+    rows, masks = [], []
+    for row in range(batch):
+        valid = prompt[row][prompt_mask[row] == 1].tolist()
+        pads = [pad] * (prompt_len - len(valid))
+        tokens = [IMAGE_TOKEN] * NUM_QUERY_TOKENS + valid
+        rows.append(pads + tokens if decoder_only else tokens + pads)
+        ones, zeros = [1] * len(tokens), [0] * len(pads)
+        masks.append(zeros + ones if decoder_only else ones + zeros)
+    input_ids = torch.tensor(rows)
+    attention_mask = torch.tensor(masks)
+    labels = torch.randint(3, IMAGE_TOKEN, (batch, 4), generator=gen)
+    labels[2, 3:] = -100
+
+    with torch.no_grad():
+        if decoder_only:
+            out_fwd = model(pixel_values=pixels, input_ids=input_ids, attention_mask=attention_mask)
+            text_labels = torch.full_like(prompt, -100)
+            text_labels[:, 2:] = prompt[:, 2:]
+            text_labels[prompt_mask == 0] = -100
+            out_loss = model(
+                pixel_values=pixels, input_ids=input_ids, attention_mask=attention_mask, labels=text_labels
+            )
+            loss_labels = text_labels
+        else:
+            out_fwd = model(pixel_values=pixels, input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+            out_loss = out_fwd
+            loss_labels = labels
+        greedy = model.generate(
+            pixel_values=pixels,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=GEN_MAX_NEW_TOKENS,
+            do_sample=False,
+            num_beams=1,
+        )
+        beam = model.generate(
+            pixel_values=pixels,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=GEN_MAX_NEW_TOKENS,
+            do_sample=False,
+            num_beams=3,
+            length_penalty=1.0,
+        )
+        penalised = model.generate(
+            pixel_values=pixels,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=GEN_MAX_NEW_TOKENS,
+            min_new_tokens=4,
+            repetition_penalty=1.5,
+            do_sample=False,
+        )
+        image_features = model.get_image_features(pixels)
+    if decoder_only:  # HF returns prompt + new tokens for decoder-only models: keep the new ones
+        greedy, beam, penalised = (g[:, input_ids.shape[1] :] for g in (greedy, beam, penalised))
+    else:  # and the decoder start token first for encoder-decoder ones: drop it
+        greedy, beam, penalised = (g[:, 1:] for g in (greedy, beam, penalised))
+    io = {
+        "pixel_values": pixels,
+        "prompt_ids": prompt,
+        "prompt_mask": prompt_mask,
+        "input_ids_with_image_tokens": input_ids,
+        "attention_mask_with_image_tokens": attention_mask,
+        "labels": loss_labels,
+        "logits": out_fwd.logits,
+        "loss": out_loss.loss,
+        "greedy": greedy,
+        "beam": beam,
+        "penalised": penalised,
+        "language_model_inputs": image_features if isinstance(image_features, torch.Tensor) else image_features[0],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out / "hf", safe_serialization=True)
+    save({k: v.detach().numpy() for k, v in io.items()}, out / "io.safetensors")
+    (out / "meta.json").write_text(
+        json.dumps(dict(transformers_version=transformers.__version__, max_new_tokens=GEN_MAX_NEW_TOKENS))
+    )
+
+
+def main_with_llms(out: Path) -> None:
+    llm_fixtures(out / "opt", OPT, seed=11)
+    llm_fixtures(out / "t5", T5, seed=12)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="directory to write vision/ and qformer/ into")
     args = parser.parse_args()
     vision_fixtures(args.out / "vision")
     qformer_fixtures(args.out / "qformer")
+    main_with_llms(args.out)
     print(f"fixtures written to {args.out} (transformers {transformers.__version__}, torch {torch.__version__})")
+
+
+if __name__ == "__main__":
+    main()
 
 
 if __name__ == "__main__":

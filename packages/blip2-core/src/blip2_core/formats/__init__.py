@@ -1,0 +1,44 @@
+"""Whole-checkpoint layouts of BLIP-2, one module each: ``hf``, ``lavis``, ``paddlemix`` (and ours, ``native``).
+
+Each maps a full state dict to the names of our models: ``vision_model.*`` (blip2-eva-vit), ``qformer.*``
+and the stage-1 heads (blip2-qformer), ``language_projection.*`` and ``language_model.model.*`` (paddlenlp).
+The encoders' own key names are mapped by their packages; these modules only route the parts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import hf, lavis, paddlemix
+
+LAYOUTS = ("native", "hf", "lavis", "paddlemix")
+_FORMATS = {"hf": hf, "lavis": lavis, "paddlemix": paddlemix}
+
+
+def detect_layout(state_dict: dict[str, Any]) -> str:
+    if any(k.startswith(("qformer.layers.", "vision_model.blocks.")) for k in state_dict):
+        return "native"
+    for name, module in _FORMATS.items():
+        if module.matches(state_dict):
+            return name
+    raise ValueError(
+        "cannot tell the checkpoint layout: expected HF (vision_model., qformer.encoder.), LAVIS (visual_encoder., "
+        "Qformer.bert.) or PaddleMIX (Qformer.query_tokens) keys"
+    )
+
+
+def convert_state_dict(
+    state_dict: dict[str, Any], vision_heads: int, llm_type: str | None, layout: str | None = None
+) -> dict[str, np.ndarray]:
+    sd = {k: np.asarray(v) for k, v in state_dict.items()}
+    layout = layout or detect_layout(sd)
+    if layout == "native":
+        return sd
+    if layout not in _FORMATS:
+        raise ValueError(f"unknown checkpoint layout {layout!r}; expected one of {LAYOUTS}")
+    return _FORMATS[layout].convert(sd, vision_heads, llm_type)
+
+
+__all__ = ["LAYOUTS", "convert_state_dict", "detect_layout"]

@@ -1,0 +1,90 @@
+"""PaddleMIX layout of whole BLIP-2 checkpoints (``model_state.pdparams``) and its config.json (the seed's).
+
+``visual_encoder.*`` (paddle Linear weights, fused qkv bias), the bridge under ``Qformer.`` (with the
+stage-2 ``Qformer.language_projection``), and ``language_model.*`` in paddlenlp's own names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from blip2_eva_vit import EvaVitConfig
+from blip2_eva_vit import convert_state_dict as convert_vision
+from blip2_qformer import QFormerConfig
+from blip2_qformer import convert_state_dict as convert_bridge
+
+
+def matches(state_dict: dict) -> bool:
+    return "Qformer.query_tokens" in state_dict or "Qformer.ln_vision.weight" in state_dict
+
+
+def convert(sd: dict[str, np.ndarray], vision_heads: int, llm_type: str | None) -> dict[str, np.ndarray]:
+    vision = {k[len("visual_encoder.") :]: v for k, v in sd.items() if k.startswith("visual_encoder.")}
+    out = (
+        {"vision_model." + k: v for k, v in convert_vision(vision, vision_heads, "paddlemix").items()} if vision else {}
+    )
+    rest = {k: v for k, v in sd.items() if not k.startswith("visual_encoder.")}
+    for key, value in convert_bridge(rest, "paddlemix").items():
+        if key.startswith("Qformer.language_projection."):
+            out["language_projection." + key.rsplit(".", 1)[1]] = value
+        elif key.startswith("language_model."):
+            out["language_model.model." + key[len("language_model.") :]] = value
+        else:
+            out[key] = value
+    return out
+
+
+# -- config.json (the seed's) --------------------------------------------------------------------
+
+
+def is_paddlemix_config(config: dict[str, Any]) -> bool:
+    vision = config.get("vision_config")
+    return (
+        isinstance(vision, dict)
+        and ("depth" in vision or "embed_dim" in vision)
+        or any(k in config for k in ("vision_name_or_path", "bridge_name_or_path", "vision_and_bridge_name_or_path"))
+    )
+
+
+def vision_config_from_paddlemix(vision: dict[str, Any]) -> EvaVitConfig:
+    defaults = EvaVitConfig()
+    width = vision.get("embed_dim", defaults.hidden_size)
+    mlp_ratio = vision.get("mlp_ratio")
+    return EvaVitConfig(
+        image_size=vision.get("img_size", defaults.image_size),
+        patch_size=vision.get("patch_size", defaults.patch_size),
+        hidden_size=width,
+        num_layers=vision.get("depth", defaults.num_layers),
+        num_heads=vision.get("num_heads", defaults.num_heads),
+        mlp_hidden_size=int(width * mlp_ratio) if mlp_ratio else defaults.mlp_hidden_size,
+        layer_norm_eps=vision.get("epsilon", defaults.layer_norm_eps),
+        qkv_bias=vision.get("qkv_bias", True),
+        dropout=vision.get("drop_rate", 0.0) or 0.0,
+        gradient_checkpointing=bool(vision.get("gradient_checkpointing", False)),
+    )
+
+
+def qformer_config_from_paddlemix(
+    qformer: dict[str, Any], vision: EvaVitConfig, num_query_tokens: int | None, has_text_input: bool
+) -> QFormerConfig:
+    defaults = QFormerConfig()
+    vocab = qformer.get("vocab_size", 30522)
+    return QFormerConfig(
+        vocab_size=vocab + 1 if has_text_input and vocab == 30522 else vocab,  # + [DEC], as LAVIS resizes
+        hidden_size=qformer.get("hidden_size", defaults.hidden_size),
+        num_layers=qformer.get("num_hidden_layers", defaults.num_layers),
+        num_heads=qformer.get("num_attention_heads", defaults.num_heads),
+        intermediate_size=qformer.get("intermediate_size", defaults.intermediate_size),
+        hidden_dropout=qformer.get("hidden_dropout_prob", defaults.hidden_dropout),
+        attention_dropout=qformer.get("attention_probs_dropout_prob", defaults.attention_dropout),
+        max_position_embeddings=qformer.get("max_position_embeddings", defaults.max_position_embeddings),
+        layer_norm_eps=qformer.get("layer_norm_eps", defaults.layer_norm_eps),
+        cross_attention_freq=qformer.get("cross_attention_freq", defaults.cross_attention_freq),
+        encoder_hidden_size=vision.hidden_size,
+        num_query_tokens=num_query_tokens or qformer.get("num_query_tokens", defaults.num_query_tokens),
+        embed_dim=qformer.get("embed_dim", defaults.embed_dim),
+        pad_token_id=qformer.get("pad_token_id", 0),
+        has_text_input=has_text_input,
+    )

@@ -1,0 +1,365 @@
+"""BLIP-2 models: stage 2 (image -> Q-Former -> LLM) and stage 1 (image -> Q-Former with its heads)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+
+from blip2_eva_vit import EvaVisionTransformer
+from blip2_qformer import QFormer, QFormerForPretraining
+
+from .config import Blip2Config
+from .generation import GenerationConfig, generate
+from .language_model import LanguageModel, reorder_cache
+
+VQA_PROMPT = "Question: {} Answer:"
+
+
+@dataclass
+class Blip2Output:
+    """``logits``: decoder-only, [batch, queries + text, vocab] (the text is the last positions);
+    encoder-decoder, the decoder's [batch, target, vocab]. ``loss`` when labels were given."""
+
+    logits: paddle.Tensor
+    loss: paddle.Tensor | None = None
+
+
+def token_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+    """Mean cross-entropy over the tokens whose label is not -100.
+
+    (paddle's ``cross_entropy(ignore_index=...)`` divides by all tokens, ignored ones included.)
+    """
+    labels = labels.reshape([-1])
+    valid = labels != -100
+    losses = F.cross_entropy(
+        logits.reshape([-1, logits.shape[-1]]).astype("float32"),
+        paddle.where(valid, labels, paddle.zeros_like(labels)),
+        reduction="none",
+    ).flatten()
+    return (losses * valid.astype("float32")).sum() / valid.astype("float32").sum().clip(min=1.0)
+
+
+class Blip2ForConditionalGeneration(nn.Layer):
+    """Captioning and visual question answering: the Q-Former's query outputs, projected, prefix the LLM input."""
+
+    def __init__(self, config: Blip2Config) -> None:
+        super().__init__()
+        if config.text_config is None:
+            raise ValueError(
+                "Blip2ForConditionalGeneration needs a text_config (the LLM); for stage 1 use Blip2Qformer"
+            )
+        self.config = config
+        self.vision_model = EvaVisionTransformer(config.vision_config)
+        self.qformer = QFormer(config.qformer_config)
+        self.language_model = LanguageModel(config.text_config)
+        self.language_projection = nn.Linear(config.qformer_config.hidden_size, self.language_model.hidden_size)
+        for param in self.language_model.parameters():
+            param.stop_gradient = True  # the LLM stays frozen
+        if config.freeze_vit:
+            self.vision_model.freeze()
+        self.generation_config = GenerationConfig(
+            eos_token_id=self.language_model.eos_token_id, pad_token_id=self.language_model.pad_token_id
+        )
+
+    def train(self) -> Blip2ForConditionalGeneration:
+        super().train()
+        if self.config.freeze_vit:
+            self.vision_model.eval()  # a frozen encoder keeps its eval behaviour (no dropout, no drop path)
+        return self
+
+    # -- image side --------------------------------------------------------------------------------
+
+    def get_image_features(self, pixel_values: paddle.Tensor, interpolate_pos_encoding: bool = False) -> paddle.Tensor:
+        """The LLM-side visual tokens [batch, queries, llm_hidden]; compute once, reuse for many prompts."""
+        image_embeds = self.vision_model(
+            pixel_values, interpolate_pos_encoding=interpolate_pos_encoding
+        ).last_hidden_state
+        queries = self.qformer(image_embeds.astype(self.qformer.query_tokens.dtype)).last_hidden_state
+        return self.language_projection(queries)
+
+    def _image_features(
+        self, pixel_values: paddle.Tensor | None, image_features: paddle.Tensor | None
+    ) -> paddle.Tensor:
+        if (pixel_values is None) == (image_features is None):
+            raise ValueError("pass exactly one of pixel_values and image_features")
+        return self.get_image_features(pixel_values) if image_features is None else image_features
+
+    def _merge(
+        self, image_features: paddle.Tensor, input_ids: paddle.Tensor, attention_mask: paddle.Tensor | None
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """LLM input embeddings and mask: the visual tokens replace the image tokens of ``input_ids``
+        (HF's newer processors put them there), or else come first (LAVIS, older HF)."""
+        if attention_mask is None:
+            attention_mask = paddle.ones(input_ids.shape, dtype="int64")
+        batch, queries = image_features.shape[0], image_features.shape[1]
+        if image_features.shape[0] != input_ids.shape[0]:
+            if input_ids.shape[0] % batch:
+                raise ValueError(f"{input_ids.shape[0]} prompts for {batch} images: not a multiple")
+            # one image, several prompts: repeat each image's features for its prompts
+            rows = paddle.arange(batch).repeat_interleave(input_ids.shape[0] // batch)
+            image_features = paddle.index_select(image_features, rows, axis=0)
+        text_embeds = self.language_model.embed(input_ids).astype(image_features.dtype)
+        token = self.config.image_token_index
+        if token is not None and bool((input_ids == token).any()):
+            is_image = input_ids == token
+            counts = is_image.astype("int64").sum(1).numpy()
+            if (counts != queries).any():
+                raise ValueError(f"each prompt must hold {queries} image tokens (id {token}), found {counts.tolist()}")
+            # row-major order of the image positions = query order within each row
+            flat_positions = paddle.nonzero(is_image.flatten()).flatten()
+            flat = text_embeds.reshape([-1, text_embeds.shape[-1]])
+            flat = paddle.scatter(flat, flat_positions, image_features.reshape([-1, image_features.shape[-1]]))
+            return flat.reshape(text_embeds.shape), attention_mask
+        embeds = paddle.concat([image_features, text_embeds], axis=1)
+        mask = paddle.concat(
+            [paddle.ones([input_ids.shape[0], queries], dtype=attention_mask.dtype), attention_mask], axis=1
+        )
+        return embeds, mask
+
+    # -- training / scoring --------------------------------------------------------------------------
+
+    def forward(
+        self,
+        pixel_values: paddle.Tensor | None = None,
+        input_ids: paddle.Tensor | None = None,
+        attention_mask: paddle.Tensor | None = None,
+        labels: paddle.Tensor | None = None,
+        decoder_input_ids: paddle.Tensor | None = None,
+        image_features: paddle.Tensor | None = None,
+    ) -> Blip2Output:
+        """Logits (and the loss with ``labels``; -100 is ignored).
+
+        Decoder-only: ``labels`` [batch, L] align with the last L positions (``make_labels`` builds
+        LAVIS's: prompt and padding masked). FlanT5: queries + ``input_ids`` feed the encoder and
+        ``labels`` are the decoder targets, shifted right inside.
+        """
+        if input_ids is None:
+            raise ValueError("input_ids are required (the prompt, or the text to score)")
+        features = self._image_features(pixel_values, image_features)
+        embeds, mask = self._merge(features, input_ids, attention_mask)
+        lm = self.language_model
+        if lm.is_decoder_only:
+            logits, _ = lm.decoder_step(embeds, mask)
+            loss = None
+            if labels is not None:
+                shifted = logits[:, -labels.shape[1] :][:, :-1]
+                loss = token_cross_entropy(shifted, labels[:, 1:])
+            return Blip2Output(logits, loss)
+        if decoder_input_ids is None:
+            if labels is None:
+                raise ValueError("an encoder-decoder LLM needs labels or decoder_input_ids")
+            decoder_input_ids = lm.shift_right(labels)
+        encoded = lm.encode(embeds, mask)
+        logits, _ = lm.decode(decoder_input_ids, encoded, mask)
+        loss = None
+        if labels is not None:
+            loss = token_cross_entropy(logits, labels)
+        return Blip2Output(logits, loss)
+
+    @staticmethod
+    def make_labels(
+        input_ids: paddle.Tensor, attention_mask: paddle.Tensor, prompt_lengths: Sequence[int]
+    ) -> paddle.Tensor:
+        """LAVIS's stage-2 targets for a decoder-only LLM: the text ids with padding and the prompt set to -100.
+
+        ``prompt_lengths[i]``: the number of prompt tokens at the start of row i's text (after any left padding).
+        The query positions are not in ``input_ids`` and so never count.
+        """
+        mask = attention_mask.numpy().astype(bool)
+        labels = np.where(mask, input_ids.numpy(), -100)
+        for row, length in enumerate(prompt_lengths):
+            start = int(np.argmax(mask[row])) if mask[row].any() else mask.shape[1]
+            labels[row, start : start + int(length)] = -100
+        return paddle.to_tensor(labels)
+
+    # -- generation ----------------------------------------------------------------------------------
+
+    @paddle.no_grad()
+    def generate(
+        self,
+        pixel_values: paddle.Tensor | None = None,
+        input_ids: paddle.Tensor | None = None,
+        attention_mask: paddle.Tensor | None = None,
+        image_features: paddle.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        **settings: Any,
+    ) -> paddle.Tensor:
+        """New token ids [batch * num_return_sequences, new] (``pad_token_id`` after EOS).
+
+        ``input_ids``: the prompts, one per image or several per image (left-padded for OPT); without
+        them the LLM starts from its BOS token. ``settings`` override ``generation_config`` fields
+        (max_new_tokens, min_new_tokens, num_beams, do_sample, temperature, top_k, top_p,
+        repetition_penalty, length_penalty, num_return_sequences, eos_token_id, ...).
+        """
+        config = generation_config or self.generation_config
+        if settings:
+            config = GenerationConfig(**{**config.__dict__, **settings})
+        features = self._image_features(pixel_values, image_features)
+        lm = self.language_model
+        if input_ids is None:
+            start = lm.bos_token_id if lm.bos_token_id is not None else lm.pad_token_id
+            input_ids = paddle.full([features.shape[0], 1], start, dtype="int64")
+            attention_mask = None
+        embeds, mask = self._merge(features, input_ids, attention_mask)
+        if lm.is_decoder_only:
+            stepper = _DecoderOnlyStepper(lm, embeds, mask)
+            history = input_ids
+        else:
+            stepper = _EncoderDecoderStepper(lm, embeds, mask)
+            history = paddle.full([input_ids.shape[0], 1], lm.decoder_start_token_id, dtype="int64")
+        return generate(stepper, history, config)
+
+    @paddle.no_grad()
+    def predict_answers(
+        self,
+        pixel_values: paddle.Tensor | None,
+        questions: Sequence[str],
+        tokenizer: Any,
+        prompt: str = VQA_PROMPT,
+        image_features: paddle.Tensor | None = None,
+        num_beams: int = 5,
+        max_new_tokens: int = 10,
+        min_new_tokens: int = 1,
+        length_penalty: float = -1.0,
+        **settings: Any,
+    ) -> list[str]:
+        """Zero-shot VQA with the paper's settings (beam 5, at most 10 new tokens, length penalty -1).
+
+        One question per image; prompts are left-padded for a decoder-only LLM (LAVIS #188: right
+        padding wrecks accuracy).
+        """
+        texts = [prompt.format(question) for question in questions]
+        input_ids, attention_mask = tokenize(tokenizer, texts, left_pad=self.language_model.is_decoder_only)
+        ids = self.generate(
+            pixel_values,
+            input_ids,
+            attention_mask,
+            image_features=image_features,
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            length_penalty=length_penalty,
+            **settings,
+        )
+        return [text.strip() for text in tokenizer.batch_decode(ids.numpy().tolist(), skip_special_tokens=True)]
+
+
+class _DecoderOnlyStepper:
+    def __init__(self, lm: LanguageModel, embeds: paddle.Tensor, mask: paddle.Tensor) -> None:
+        self.lm, self.embeds, self.mask, self.cache = lm, embeds, mask, None
+
+    def start(self, rows: paddle.Tensor) -> paddle.Tensor:
+        self.mask = paddle.index_select(self.mask, rows, axis=0)
+        logits, self.cache = self.lm.decoder_step(
+            paddle.index_select(self.embeds, rows, axis=0), self.mask, use_cache=True
+        )
+        return logits[:, -1]
+
+    def select(self, rows: paddle.Tensor) -> None:
+        self.cache = reorder_cache(self.cache, rows)
+        self.mask = paddle.index_select(self.mask, rows, axis=0)
+
+    def next(self, tokens: paddle.Tensor) -> paddle.Tensor:
+        self.mask = paddle.concat([self.mask, paddle.ones([tokens.shape[0], 1], dtype=self.mask.dtype)], axis=1)
+        embeds = self.lm.embed(tokens.unsqueeze(1)).astype(self.embeds.dtype)
+        logits, self.cache = self.lm.decoder_step(embeds, self.mask, cache=self.cache, use_cache=True)
+        return logits[:, -1]
+
+
+class _EncoderDecoderStepper:
+    def __init__(self, lm: LanguageModel, embeds: paddle.Tensor, mask: paddle.Tensor) -> None:
+        self.lm, self.mask = lm, mask
+        self.encoded = lm.encode(embeds, mask)
+        self.cache = self.decoded = None
+
+    def start(self, rows: paddle.Tensor) -> paddle.Tensor:
+        self.encoded = paddle.index_select(self.encoded, rows, axis=0)
+        self.mask = paddle.index_select(self.mask, rows, axis=0)
+        self.decoded = paddle.full([rows.shape[0], 1], self.lm.decoder_start_token_id, dtype="int64")
+        logits, self.cache = self.lm.decode(self.decoded, self.encoded, self.mask, use_cache=True)
+        return logits[:, -1]
+
+    def select(self, rows: paddle.Tensor) -> None:
+        self.cache = reorder_cache(self.cache, rows)
+        self.encoded = paddle.index_select(self.encoded, rows, axis=0)
+        self.mask = paddle.index_select(self.mask, rows, axis=0)
+        self.decoded = paddle.index_select(self.decoded, rows, axis=0)
+
+    def next(self, tokens: paddle.Tensor) -> paddle.Tensor:
+        self.decoded = paddle.concat([self.decoded, tokens.unsqueeze(1)], axis=1)
+        logits, self.cache = self.lm.decode(self.decoded, self.encoded, self.mask, cache=self.cache, use_cache=True)
+        return logits[:, -1]
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], left_pad: bool) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Token ids and mask for ``texts``, padded on the side asked for (whatever the tokenizer's default)."""
+    rows = [list(ids) for ids in tokenizer(list(texts))["input_ids"]]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = np.full((len(rows), width), pad, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left_pad else slice(0, len(row))
+        ids[i, span], mask[i, span] = row, 1
+    return paddle.to_tensor(ids), paddle.to_tensor(mask)
+
+
+class Blip2Qformer(QFormerForPretraining):
+    """Stage 1: EVA-ViT (frozen) + the Q-Former with ITC/ITM/ITG heads; feature extraction and retrieval scores."""
+
+    def __init__(self, config: Blip2Config) -> None:
+        if not config.qformer_config.has_text_input:
+            raise ValueError("stage 1 needs the Q-Former's text parts: qformer_config.has_text_input=True")
+        super().__init__(config.qformer_config)
+        self.blip2_config = config
+        self.vision_model = EvaVisionTransformer(config.vision_config)
+        if config.freeze_vit:
+            self.vision_model.freeze()
+
+    def train(self) -> Blip2Qformer:
+        super().train()
+        if self.blip2_config.freeze_vit:
+            self.vision_model.eval()
+        return self
+
+    def encode_image(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
+        return self.vision_model(pixel_values).last_hidden_state
+
+    def forward(
+        self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor, attention_mask: paddle.Tensor, **kwargs: Any
+    ):
+        """The stage-1 losses (see ``QFormerForPretraining.forward``) from images."""
+        return super().forward(self.encode_image(pixel_values), input_ids, attention_mask, **kwargs)
+
+    @paddle.no_grad()
+    def extract_features(
+        self,
+        pixel_values: paddle.Tensor | None = None,
+        input_ids: paddle.Tensor | None = None,
+        attention_mask: paddle.Tensor | None = None,
+        mode: str = "multimodal",
+    ):
+        image_embeds = self.encode_image(pixel_values) if pixel_values is not None else None
+        return super().extract_features(image_embeds, input_ids, attention_mask, mode)
+
+    @paddle.no_grad()
+    def itm_scores(
+        self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor, attention_mask: paddle.Tensor
+    ) -> paddle.Tensor:
+        """P(match) for each (image, text) pair [batch]."""
+        return F.softmax(self.itm_logits(self.encode_image(pixel_values), input_ids, attention_mask), axis=-1)[:, 1]
+
+    @paddle.no_grad()
+    def itc_scores(
+        self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor, attention_mask: paddle.Tensor
+    ) -> paddle.Tensor:
+        """Cosine similarity [images, texts] of every image with every text (best query)."""
+        image = self.extract_features(pixel_values, mode="image").image_embeds_proj
+        text = self.extract_features(input_ids=input_ids, attention_mask=attention_mask, mode="text").text_embeds_proj
+        return self.itc_similarity(image, text[:, 0])
