@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from blip2_qformer import QFormer, QFormerForPretraining
 from .config import Blip2Config
 from .generation import GenerationConfig, generate
 from .language_model import LanguageModel, reorder_cache
+from .pretrained import load_pretrained, save_pretrained
 
 VQA_PROMPT = "Question: {} Answer:"
 
@@ -66,6 +69,15 @@ class Blip2ForConditionalGeneration(nn.Layer):
         self.generation_config = GenerationConfig(
             eos_token_id=self.language_model.eos_token_id, pad_token_id=self.language_model.pad_token_id
         )
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
+        """Load by known name, local path or Hub repo id (see ``blip2_core.pretrained.load_pretrained``)."""
+        return load_pretrained(cls, name_or_path, **kwargs)
+
+    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """config.json + safetensors weights (+ tokenizer and image-processor files when given)."""
+        return save_pretrained(self, directory, **kwargs)
 
     def train(self) -> Blip2ForConditionalGeneration:
         super().train()
@@ -321,6 +333,15 @@ class Blip2Qformer(QFormerForPretraining):
         self.vision_model = EvaVisionTransformer(config.vision_config)
         if config.freeze_vit:
             self.vision_model.freeze()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
+        """Load by known name, local path or Hub repo id (see ``blip2_core.pretrained.load_pretrained``)."""
+        return load_pretrained(cls, name_or_path, **kwargs)
+
+    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """config.json + safetensors weights (+ tokenizer and image-processor files when given)."""
+        return save_pretrained(self, directory, **kwargs)
 
     def train(self) -> Blip2Qformer:
         super().train()

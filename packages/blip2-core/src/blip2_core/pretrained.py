@@ -1,0 +1,205 @@
+"""``from_pretrained`` / ``save_pretrained``: models by name or path, in any checkpoint layout.
+
+A name is looked up in the table of known names (``model_names``), else taken as a local path or a Hub repo
+id (``hub``). A directory's config.json says what to build; its weights may sit beside it (ours, HF's,
+PaddleMIX's ``model_state.pdparams``) or be composed from elsewhere, as the seed's config does
+(``vision_and_bridge_name_or_path``, or ``vision_name_or_path`` + ``bridge_name_or_path``, and ``text_config``
+naming the LLM).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import hub, model_names
+from .checkpoint_io import read_state_dict, write_safetensors
+from .config import Blip2Config
+from .formats import convert_state_dict
+from .formats.hf import llm_from_hf
+from .generation import GenerationConfig
+from .loading import load_converted
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+GENERATION_CONFIG_FILE = "generation_config.json"
+WEIGHT_FILES = ("*.json", "*.safetensors", "*.pdparams", "*.bin", "*.pth", "*.txt", "*.model")
+OPT_NEWLINE = 50118  # "\n" in OPT's vocabulary: LAVIS's end of caption
+
+
+@dataclasses.dataclass
+class Source:
+    """Where one part of the weights comes from."""
+
+    path: Path
+    layout: str | None = None
+    trusted: bool = False  # named directly by the user, or trusted explicitly: pickles may be read
+
+
+def _locate(name_or_path: str | os.PathLike, trust_pickle: bool) -> tuple[Source, model_names.ModelEntry | None]:
+    text = os.fspath(name_or_path)
+    entry = model_names.lookup(text)
+    if entry is not None:
+        return Source(model_names.fetch_entry(entry), entry.layout, trust_pickle or entry.is_url), entry
+    local = Path(text).expanduser()
+    if local.exists():
+        return Source(local, None, True), None  # the user named this path: reading it is their call
+    return Source(hub.resolve(text, allow_patterns=list(WEIGHT_FILES)), None, trust_pickle), None
+
+
+def _read(source: Source) -> dict[str, np.ndarray]:
+    if source.trusted and source.path.suffix in (".pth", ".bin", ".pt", ".pdparams"):
+        logger.warning("%s is a pickle checkpoint; reading it with a restricted unpickler", source.path)
+    return read_state_dict(source.path, trust_pickle=source.trusted)
+
+
+def _llm_weights(text_name_or_path: str, llm_type: str, trust_pickle: bool) -> dict[str, np.ndarray]:
+    source, _ = _locate(text_name_or_path, trust_pickle)
+    sd = _read(source)
+    if llm_type == "opt" and not any(k.startswith("model.") for k in sd):
+        sd = {("model." + k if k.startswith("decoder.") else k): v for k, v in sd.items()}  # OPTModel checkpoints
+    return {"language_model." + k: v for k, v in llm_from_hf(sd, llm_type).items()}
+
+
+def _text_config(text_name_or_path: str) -> dict[str, Any]:
+    path = hub.resolve(text_name_or_path, allow_patterns=["config.json"])
+    config_file = path / CONFIG_FILE if path.is_dir() else path
+    return json.loads(config_file.read_text())
+
+
+def load_pretrained(
+    model_class: type,
+    name_or_path: str | os.PathLike,
+    config: Blip2Config | None = None,
+    text_name_or_path: str | None = None,
+    trust_pickle: bool = False,
+    dtype: str | None = None,
+) -> Any:
+    """Build ``model_class`` (``Blip2ForConditionalGeneration`` or ``Blip2Qformer``) and load its weights."""
+    stage1 = model_class.__name__ == "Blip2Qformer"
+    source, entry = _locate(name_or_path, trust_pickle)
+    config_file = source.path / CONFIG_FILE if source.path.is_dir() else None
+    if config is None:
+        if config_file is not None and config_file.exists():
+            config = Blip2Config.from_file(config_file, stage1=stage1)
+        elif stage1:
+            config = Blip2Config(qformer_config=dataclasses.replace(Blip2Config().qformer_config, has_text_input=True))
+        elif entry is None and text_name_or_path is None:
+            raise ValueError(f"{source.path} has no config.json: pass config= or text_name_or_path= (the LLM)")
+        else:
+            config = Blip2Config()
+    if entry is not None:
+        config = _apply_entry(config, entry, stage1)
+    if text_name_or_path:
+        config.text_name_or_path = text_name_or_path
+    if not stage1 and config.text_config is None:
+        if not config.text_name_or_path:
+            raise ValueError(f"{name_or_path}: no text_config and no LLM named (text_name_or_path)")
+        config.text_config = _text_config(config.text_name_or_path)
+
+    model = model_class(config)
+    heads = config.vision_config.num_heads
+    weights: dict[str, np.ndarray] = {}
+    for part in _weight_sources(source, config, entry, trust_pickle):
+        weights.update(convert_state_dict(_read(part), heads, config.llm_type, part.layout))
+    if not stage1 and not any(k.startswith("language_model.") for k in weights) and config.text_name_or_path:
+        weights.update(_llm_weights(config.text_name_or_path, config.llm_type, trust_pickle))
+    if stage1:  # stage-1 models name the Q-Former heads at the top level, as QFormerForPretraining does
+        weights = {k: v for k, v in weights.items() if not k.startswith(("language_", "opt_", "t5_"))}
+    report = load_converted(model, weights, str(name_or_path))
+    report.log(str(name_or_path))
+    model.load_report = report
+    if not stage1:
+        model.generation_config = _generation_config(source.path, model.generation_config, config, entry)
+    if dtype is not None:
+        cast(model, dtype)
+    model.eval()
+    return model
+
+
+def _apply_entry(config: Blip2Config, entry: model_names.ModelEntry, stage1: bool) -> Blip2Config:
+    vision = dataclasses.replace(config.vision_config, image_size=entry.image_size)
+    config = dataclasses.replace(config, vision_config=vision, weights_layout=entry.layout)
+    if entry.llm_repo and not config.text_name_or_path:
+        config.text_name_or_path = entry.llm_repo
+    if stage1 and not config.qformer_config.has_text_input:
+        config.qformer_config = dataclasses.replace(config.qformer_config, has_text_input=True)
+    return config
+
+
+def _weight_sources(
+    source: Source, config: Blip2Config, entry: model_names.ModelEntry | None, trust: bool
+) -> list[Source]:
+    """The checkpoints to read, in order; later ones fill in what earlier ones lack."""
+    parts: list[Source] = []
+    for required in entry.requires if entry else ():
+        parts.append(_locate(required, trust)[0])
+    if config.vision_and_bridge_name_or_path:
+        parts.append(_locate(config.vision_and_bridge_name_or_path, trust)[0])
+    else:
+        for name in (config.vision_name_or_path, config.bridge_name_or_path):
+            if name:
+                parts.append(_locate(name, trust)[0])
+    if source.path.is_file() or _has_weights(source.path):
+        parts.append(source)
+    if not parts:
+        raise FileNotFoundError(f"no weights found in {source.path} and its config.json names none")
+    return parts
+
+
+def _has_weights(directory: Path) -> bool:
+    return any(any(directory.glob(pattern)) for pattern in ("*.safetensors", "*.pdparams", "pytorch_model*.bin"))
+
+
+def _generation_config(
+    directory: Path, default: GenerationConfig, config: Blip2Config, entry: model_names.ModelEntry | None
+) -> GenerationConfig:
+    """HF's generation_config.json where there is one; LAVIS's "\\n" end of caption for its OPT models."""
+    values: dict[str, Any] = {}
+    file = directory / GENERATION_CONFIG_FILE if directory.is_dir() else None
+    if file is not None and file.exists():
+        saved = json.loads(file.read_text())
+        known = {f.name for f in dataclasses.fields(GenerationConfig)}
+        values = {k: v for k, v in saved.items() if k in known and v is not None}
+    elif config.llm_type == "opt" and (config.weights_layout in ("lavis", "paddlemix") or entry is not None):
+        values = {"eos_token_id": (OPT_NEWLINE,)}
+    return dataclasses.replace(default, **values) if values else default
+
+
+def cast(model: Any, dtype: str) -> Any:
+    """Vision encoder and LLM to ``dtype`` ("float16" / "bfloat16"); LayerNorms and the Q-Former stay float32."""
+    model.vision_model.cast(dtype)
+    if hasattr(model, "language_model"):
+        model.language_model._to_impl(dtype=dtype, floating_only=True)
+        model.language_projection._to_impl(dtype=dtype, floating_only=True)
+    return model
+
+
+def save_pretrained(
+    model: Any, directory: str | os.PathLike, tokenizer: Any = None, image_processor: Any = None
+) -> Path:
+    """Our config.json, generation_config.json and safetensors weights (+ tokenizer / image processor files)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config: Blip2Config = model.blip2_config if hasattr(model, "blip2_config") else model.config
+    config.save(directory)
+    if hasattr(model, "generation_config"):
+        fields = dataclasses.asdict(model.generation_config)
+        fields["eos_token_id"] = list(fields["eos_token_id"])
+        (directory / GENERATION_CONFIG_FILE).write_text(json.dumps(fields, indent=2) + "\n")
+    state = {
+        k: v.astype("float32").numpy() if v.dtype != "float32" else v.numpy() for k, v in model.state_dict().items()
+    }
+    write_safetensors(state, directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+    if image_processor is not None:
+        image_processor.save_pretrained(directory)
+    return directory
