@@ -313,6 +313,17 @@ def qformer_fixtures(out: Path) -> None:
     save(lavis, out / "weights_lavis.safetensors")
     save(qformer_lavis_to_paddlemix(lavis), out / "weights_paddlemix.safetensors")
     save(io, out / "io.safetensors")
+    # The whole retrieval model as HF saves it, for blip2-core's stage-1 model (pixels in).
+    stage1 = out.parent / "stage1"
+    model.save_pretrained(stage1 / "hf", safe_serialization=True)
+    stage1_io = {
+        "pixel_values": pixels,
+        "input_ids": input_ids,
+        "attention_mask": text_mask,
+        "itm_logits": itm.logits_per_image,
+        "itc_similarity": itc.logits_per_image,
+    }
+    save({k: v.numpy() for k, v in stage1_io.items()}, stage1 / "io.safetensors")
     meta = dict(
         QFORMER,
         num_query_tokens=NUM_QUERY_TOKENS,
@@ -475,10 +486,42 @@ def llm_fixtures(out: Path, text_config: dict, seed: int) -> None:
     }
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out / "hf", safe_serialization=True)
+    write_other_layouts(model, out, text_config)
     save({k: v.detach().numpy() for k, v in io.items()}, out / "io.safetensors")
     (out / "meta.json").write_text(
         json.dumps(dict(transformers_version=transformers.__version__, max_new_tokens=GEN_MAX_NEW_TOKENS))
     )
+
+
+def write_other_layouts(model, out: Path, text_config: dict) -> None:
+    """The same weights as LAVIS saves them (.pth, torch.save) and as PaddleMIX lays them out, its LLM apart.
+
+    The PaddleMIX copy is safetensors (no paddle here): the tests re-save it as model_state.pdparams with
+    paddle.save, next to a seed-style config.json that names the LLM directory written here (``llm/``).
+    """
+    hf = numpy_dict(model.state_dict())
+    llm_name = "opt" if text_config["model_type"] == "opt" else "t5"
+    vision = {
+        k[len("vision_model.") :]: v
+        for k, v in hf.items()
+        if k.startswith("vision_model.") and "post_layernorm" not in k
+    }
+    bridge = {k: v for k, v in hf.items() if k.startswith(("qformer.", "query_tokens", "vision_model.post_layernorm"))}
+    lavis = {"visual_encoder." + k: v for k, v in vision_hf_to_lavis(vision).items()}
+    lavis.update(qformer_hf_to_lavis(bridge))
+    lavis[f"{llm_name}_proj.weight"] = hf["language_projection.weight"]
+    lavis[f"{llm_name}_proj.bias"] = hf["language_projection.bias"]
+    llm = {k[len("language_model.") :]: v for k, v in hf.items() if k.startswith("language_model.")}
+    lavis.update({f"{llm_name}_model.{k}": v for k, v in llm.items()})
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in lavis.items()}, "epoch": 3}, out / "lavis.pth")
+
+    paddlemix = {"visual_encoder." + k: v for k, v in vision_lavis_to_paddlemix(vision_hf_to_lavis(vision)).items()}
+    paddlemix.update(qformer_lavis_to_paddlemix(qformer_hf_to_lavis(bridge)))
+    paddlemix["Qformer.language_projection.weight"] = hf["language_projection.weight"].T.copy()
+    paddlemix["Qformer.language_projection.bias"] = hf["language_projection.bias"]
+    (out / "paddlemix").mkdir(exist_ok=True)
+    save(paddlemix, out / "paddlemix" / "vision_and_bridge.safetensors")
+    model.language_model.save_pretrained(out / "llm", safe_serialization=True)
 
 
 def main_with_llms(out: Path) -> None:

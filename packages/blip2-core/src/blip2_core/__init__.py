@@ -1,1 +1,41 @@
-"""Composes EVA-ViT, Q-Former and an LLM into BLIP-2 by name-or-path; checkpoint formats; blip2-merge and blip2-predict (not built yet)."""
+"""BLIP-2 for PaddlePaddle: EVA-ViT + Q-Former (+ OPT / FlanT5) by name or path, in any checkpoint layout.
+
+Heavy modules (paddle, paddlenlp) load on first use of a model class, so ``blip2-predict --help`` and the
+name table stay quick.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "Blip2Config",
+    "Blip2ForConditionalGeneration",
+    "Blip2Qformer",
+    "GenerationConfig",
+    "read_state_dict",
+    "write_safetensors",
+]
+
+_LAZY = {
+    "Blip2Config": ".config",
+    "Blip2ForConditionalGeneration": ".modeling",
+    "Blip2Qformer": ".modeling",
+    "GenerationConfig": ".generation",
+    "read_state_dict": ".checkpoint_io",
+    "write_safetensors": ".checkpoint_io",
+}
+
+if TYPE_CHECKING:
+    from .checkpoint_io import read_state_dict, write_safetensors
+    from .config import Blip2Config
+    from .generation import GenerationConfig
+    from .modeling import Blip2ForConditionalGeneration, Blip2Qformer
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -141,5 +141,6 @@ class Blip2Config:
             vision_name_or_path=values.get("vision_name_or_path"),
             bridge_name_or_path=values.get("bridge_name_or_path"),
             vision_and_bridge_name_or_path=values.get("vision_and_bridge_name_or_path"),
+            image_token_index=values.get("image_token_index"),  # not PaddleMIX's, accepted for HF-style prompts
             weights_layout="paddlemix",
         )

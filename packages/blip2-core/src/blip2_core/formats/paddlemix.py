@@ -84,6 +84,7 @@ def qformer_config_from_paddlemix(
         cross_attention_freq=qformer.get("cross_attention_freq", defaults.cross_attention_freq),
         encoder_hidden_size=vision.hidden_size,
         num_query_tokens=num_query_tokens or qformer.get("num_query_tokens", defaults.num_query_tokens),
+        vision_layer_norm_eps=qformer.get("vision_layer_norm_eps", defaults.vision_layer_norm_eps),
         embed_dim=qformer.get("embed_dim", defaults.embed_dim),
         pad_token_id=qformer.get("pad_token_id", 0),
         has_text_input=has_text_input,
