@@ -1,4 +1,4 @@
-"""Downloading datasets into ``$BLIP2_HOME/datasets`` (default ``~/.blip2/datasets``).
+"""Downloading datasets into ``$BLIP2_HOME/datasets`` (default ``~/.cache/blip2/datasets``).
 
 Each file is fetched into ``<name>.part`` (resumed with an HTTP Range request if a previous run was cut off),
 checked against its expected size and checksum, and only then renamed to its final name, so a file that exists
@@ -30,7 +30,7 @@ CHUNK_BYTES = 1 << 20
 
 
 def blip2_home() -> Path:
-    return Path(os.environ.get("BLIP2_HOME", Path.home() / ".blip2")).expanduser()
+    return Path(os.environ.get("BLIP2_HOME", Path.home() / ".cache" / "blip2")).expanduser()
 
 
 def datasets_home() -> Path:
