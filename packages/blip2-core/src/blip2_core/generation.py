@@ -94,9 +94,9 @@ def _warp(scores: paddle.Tensor, config: GenerationConfig) -> paddle.Tensor:
     if config.top_p < 1.0:
         sorted_scores, order = paddle.sort(scores, axis=-1), paddle.argsort(scores, axis=-1)
         cumulative = F.softmax(sorted_scores, axis=-1).cumsum(-1)
-        remove_sorted = cumulative <= 1 - config.top_p
-        remove_sorted[:, -1] = False  # always keep the most likely token
-        remove = paddle.put_along_axis(paddle.zeros_like(remove_sorted), order, remove_sorted, axis=1)
+        remove_sorted = (cumulative <= 1 - config.top_p).astype("int32")
+        remove_sorted[:, -1] = 0  # always keep the most likely token
+        remove = paddle.put_along_axis(paddle.zeros_like(remove_sorted), order, remove_sorted, axis=1).astype("bool")
         scores = paddle.where(remove, paddle.full_like(scores, float("-inf")), scores)
     return scores
 

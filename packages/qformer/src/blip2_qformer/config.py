@@ -39,6 +39,8 @@ class QFormerConfig:
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.has_text_input and not 0 <= self.bos_token_id < self.vocab_size:
+            raise ValueError(f"bos_token_id {self.bos_token_id} ([DEC]) is not in the vocabulary of {self.vocab_size}")
         if self.cross_attention_freq < 1:
             raise ValueError(f"cross_attention_freq must be >= 1, got {self.cross_attention_freq}")
 

@@ -138,8 +138,10 @@ def qformer_config_from_hf(
 ) -> QFormerConfig:
     defaults = QFormerConfig()
     vocab = qformer.get("vocab_size", 30522)
+    text_input = bool(qformer.get("use_qformer_text_input", False))
     return QFormerConfig(
-        # HF's stage-2 configs keep BERT's 30522 but carry no embeddings; ITM checkpoints have 30523 rows
+        # HF's stage-2 configs keep BERT's 30522 but carry no embeddings; ITM checkpoints have 30523 rows,
+        # the last being LAVIS's added [DEC]
         vocab_size=vocab,
         hidden_size=qformer.get("hidden_size", defaults.hidden_size),
         num_layers=qformer.get("num_hidden_layers", defaults.num_layers),
@@ -154,6 +156,6 @@ def qformer_config_from_hf(
         vision_layer_norm_eps=vision_eps,
         num_query_tokens=num_query_tokens,
         pad_token_id=qformer.get("pad_token_id", 0),
-        bos_token_id=vocab - 1 if vocab > 30522 else defaults.bos_token_id,
-        has_text_input=bool(qformer.get("use_qformer_text_input", False)),
+        bos_token_id=vocab - 1 if text_input else defaults.bos_token_id,
+        has_text_input=text_input,
     )

@@ -1,0 +1,94 @@
+"""The LLM's tokenizer from the files HF checkpoints ship, built with paddlenlp's tokenizer classes.
+
+paddlenlp's ``AutoTokenizer`` does not know HF's class names (``GPT2Tokenizer`` for OPT, ``T5Tokenizer`` for
+FlanT5), so the class is chosen here from ``tokenizer_config.json`` and the vocabulary files present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import hub
+
+TOKENIZER_FILES = [
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.json",
+    "spiece.model",
+    "vocab.txt",
+]
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
+    """A paddlenlp tokenizer for an OPT (GPT-2 BPE), FlanT5 (SentencePiece) or BERT (WordPiece) vocabulary."""
+    directory = hub.resolve(name_or_path, allow_patterns=TOKENIZER_FILES)
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: a tokenizer is loaded from a directory")
+    config_file = directory / "tokenizer_config.json"
+    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    special = _special_tokens(directory, config)
+    kind = config.get("tokenizer_class", "").replace("Fast", "")
+    if kind in ("GPT2Tokenizer", "GPTTokenizer") or (directory / "merges.txt").exists() or _bpe_json(directory):
+        return _gpt2(directory, config, special)
+    if kind == "T5Tokenizer" or (directory / "spiece.model").exists():
+        from paddlenlp.transformers import T5Tokenizer
+
+        if not (directory / "spiece.model").exists():
+            raise FileNotFoundError(f"{directory}: a T5 tokenizer needs spiece.model")
+        return T5Tokenizer(str(directory / "spiece.model"), **_present(special, "eos_token", "unk_token", "pad_token"))
+    if kind == "BertTokenizer" or (directory / "vocab.txt").exists():
+        from paddlenlp.transformers import BertTokenizer
+
+        return BertTokenizer(str(directory / "vocab.txt"), do_lower_case=config.get("do_lower_case", True))
+    raise ValueError(
+        f"{directory}: no tokenizer files found (vocab.json+merges.txt, tokenizer.json, spiece.model or vocab.txt)"
+    )
+
+
+def _special_tokens(directory: Path, config: dict[str, Any]) -> dict[str, str]:
+    tokens: dict[str, Any] = {}
+    special_file = directory / "special_tokens_map.json"
+    if special_file.exists():
+        tokens.update(json.loads(special_file.read_text()))
+    tokens.update({k: v for k, v in config.items() if k.endswith("_token") and v is not None})
+    # HF writes a special token either as a string or as {"content": ...}
+    return {k: (v["content"] if isinstance(v, dict) else v) for k, v in tokens.items() if isinstance(v, (str, dict))}
+
+
+def _present(values: dict[str, str], *names: str) -> dict[str, str]:
+    return {name: values[name] for name in names if name in values}
+
+
+def _bpe_json(directory: Path) -> dict[str, Any] | None:
+    """The BPE model inside a fast tokenizer's tokenizer.json, when that is all a checkpoint ships."""
+    file = directory / "tokenizer.json"
+    if not file.exists():
+        return None
+    model = json.loads(file.read_text()).get("model", {})
+    return model if model.get("type") == "BPE" else None
+
+
+def _gpt2(directory: Path, config: dict[str, Any], special: dict[str, str]) -> Any:
+    from paddlenlp.transformers import GPTTokenizer
+
+    vocab, merges = directory / "vocab.json", directory / "merges.txt"
+    if not (vocab.exists() and merges.exists()):
+        model = _bpe_json(directory)
+        if model is None:
+            raise FileNotFoundError(
+                f"{directory}: a GPT-2/OPT tokenizer needs vocab.json and merges.txt, or tokenizer.json"
+            )
+        scratch = Path(tempfile.mkdtemp(prefix="blip2-tokenizer-"))
+        vocab, merges = scratch / "vocab.json", scratch / "merges.txt"
+        vocab.write_text(json.dumps(model["vocab"]))
+        pairs = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+        merges.write_text("#version: 0.2\n" + "\n".join(pairs) + "\n")
+    tokens = _present(special, "pad_token", "eos_token", "unk_token", "bos_token")
+    tokenizer = GPTTokenizer(str(vocab), str(merges), add_bos_token=bool(config.get("add_bos_token", False)), **tokens)
+    return tokenizer

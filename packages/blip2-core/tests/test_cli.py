@@ -1,0 +1,147 @@
+"""blip2-merge and blip2-predict, run as a user runs them (their main functions, real files)."""
+
+import json
+import shutil
+
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+from safetensors.numpy import load_file
+
+from blip2_core import Blip2ForConditionalGeneration, Blip2Qformer
+from blip2_core.checkpoint_io import write_safetensors
+from blip2_core.merge import main as merge_main
+from blip2_core.predict import main as predict_main
+
+WORDS = ["a", "photo", "of", "what", "is", "in", "the", "picture", "question", "answer", ":", "?", "cat", "dog"]
+
+
+def split_stage1(fixtures_dir, tmp_path):
+    """HF's retrieval checkpoint cut in two: the vision encoder alone, and the rest (the bridge) with its config."""
+    state = load_file(str(fixtures_dir / "stage1" / "hf" / "model.safetensors"))
+    vision_dir, bridge_dir = tmp_path / "vision", tmp_path / "bridge"
+    vision_dir.mkdir()
+    encoder = {k: v for k, v in state.items() if k.startswith("vision_model.") and "post_layernorm" not in k}
+    write_safetensors(encoder, vision_dir)
+    write_safetensors({k: v for k, v in state.items() if k not in encoder}, bridge_dir)
+    shutil.copy(fixtures_dir / "stage1" / "hf" / "config.json", bridge_dir / "config.json")
+    return vision_dir, bridge_dir
+
+
+def test_merge_stage1_round_trip_gives_the_reference_scores(fixtures_dir, tmp_path, capsys):
+    vision, bridge = split_stage1(fixtures_dir, tmp_path)
+    assert merge_main(["--vision", str(vision), "--bridge", str(bridge), "--save", str(tmp_path / "merged")]) == 0
+    captured = capsys.readouterr()
+    assert "stage-1 model" in captured.out and "temp" in captured.err  # HF's ITM checkpoint has no temperature
+    merged = Blip2Qformer.from_pretrained(tmp_path / "merged")
+    ref = {k: paddle.to_tensor(v) for k, v in load_file(str(fixtures_dir / "stage1" / "io.safetensors")).items()}
+    itc = merged.itc_scores(ref["pixel_values"], ref["input_ids"], ref["attention_mask"])
+    np.testing.assert_allclose(itc.numpy(), ref["itc_similarity"].numpy(), atol=1e-4, rtol=0)
+
+
+def test_merge_stage2_from_two_layouts_generates_as_the_reference(fixtures_dir, tmp_path):
+    """Vision from a LAVIS .pth, bridge from an HF directory, LLM named: the seed's merge_weight.py, working."""
+    code = merge_main(
+        [
+            "--vision",
+            str(fixtures_dir / "opt" / "lavis.pth"),
+            "--bridge",
+            str(fixtures_dir / "opt" / "hf"),
+            "--llm",
+            str(fixtures_dir / "opt" / "llm"),
+            "--save",
+            str(tmp_path / "merged"),
+        ]
+    )
+    assert code == 0
+    model = Blip2ForConditionalGeneration.from_pretrained(tmp_path / "merged")
+    assert model.load_report.missing == []
+    ref = {k: paddle.to_tensor(v) for k, v in load_file(str(fixtures_dir / "opt" / "io.safetensors")).items()}
+    ids = model.generate(
+        ref["pixel_values"],
+        ref["input_ids_with_image_tokens"],
+        ref["attention_mask_with_image_tokens"],
+        max_new_tokens=7,
+    )
+    np.testing.assert_array_equal(ids.numpy(), ref["greedy"].numpy())
+
+
+def test_merge_refuses_a_bridge_without_the_qformer(fixtures_dir, tmp_path, capsys):
+    vision, bridge = split_stage1(fixtures_dir, tmp_path)
+    shutil.copy(bridge / "config.json", vision / "config.json")  # the right sizes, but no Q-Former weights
+    assert merge_main(["--vision", str(vision), "--bridge", str(vision), "--save", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "would lack" in err and "qformer." in err
+
+
+@pytest.fixture(scope="module")
+def model_dir(fixtures_dir, tmp_path_factory):
+    """The tiny OPT model with a real (WordPiece) tokenizer over its 100 ids."""
+    directory = tmp_path_factory.mktemp("model") / "blip2"
+    shutil.copytree(fixtures_dir / "opt" / "hf", directory)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    vocab += [f"w{i}" for i in range(100 - len(vocab))]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.RandomState(0)
+    paths = []
+    for i in range(2):
+        path = folder / f"image{i}.jpg"
+        Image.fromarray(rng.randint(0, 255, (80, 100, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_predict_captions_and_answers_as_json(model_dir, images, capsys):
+    assert (
+        predict_main(
+            ["--model", str(model_dir), "--image", *images, "--prompt", "a photo of", "--max-new-tokens", "5", "--json"]
+        )
+        == 0
+    )
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [line["image"] for line in lines] == images
+    assert all(line["caption"].startswith("a photo of") for line in lines)
+
+    assert (
+        predict_main(["--model", str(model_dir), "--image", *images, "--question", "what is in the picture?", "--json"])
+        == 0
+    )
+    answers = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    # the same as the Python API with the paper's settings
+    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_data import ImageProcessor, ImageProcessorConfig
+
+    model = Blip2ForConditionalGeneration.from_pretrained(model_dir)
+    processor = ImageProcessor(ImageProcessorConfig(image_size=56))
+    pixels = paddle.to_tensor(np.stack([processor(p) for p in images]))
+    expected = model.predict_answers(pixels, ["what is in the picture?"] * 2, load_tokenizer(model_dir))
+    assert [a["answer"] for a in answers] == expected
+    assert all(a["question"] == "what is in the picture?" for a in answers)
+
+
+def test_predict_explains_missing_model_and_bad_images(model_dir, images, tmp_path, capsys):
+    assert predict_main(["--image", images[0]]) == 2
+    assert "no embedded default model" in capsys.readouterr().err
+    assert predict_main(["--model", str(model_dir), "--image", str(tmp_path / "nope.jpg")]) == 1
+    assert "nope.jpg" in capsys.readouterr().err
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    assert predict_main(["--model", str(model_dir), "--image", str(broken)]) == 1
+    assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_list_models_shows_the_known_names(capsys):
+    assert predict_main(["--list-models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("paddlemix/blip2-caption-opt2.7b", "blip2_t5/caption_coco_flant5xl", "Salesforce/blip2-opt-2.7b"):
+        assert name in out
