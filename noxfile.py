@@ -20,6 +20,7 @@ ROOT = Path(__file__).parent
 # Dependency order: the reusable encoders first, then what stands on them.
 PACKAGES = ["eva-vit", "qformer", "blip2-data", "blip2-core", "blip2-train", "blip2-eval"]
 STANDALONE = ["eva-vit", "qformer"]
+PARITY_PACKAGES = ["eva-vit", "qformer", "blip2-core"]
 # The reference implementation, test-only: the CPU torch wheel on this machine and transformers 4.x
 # (5.x needs huggingface-hub >= 1.0, which paddlenlp 3.0.0b4 cannot import with).
 REFERENCE = ["torch==2.13.0", "transformers>=4.46,<5"]
@@ -66,14 +67,23 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def parity(session: nox.Session) -> None:
-    """Regenerate the golden fixtures live with HF transformers and check our packages against them."""
-    install_editable(session, package_dirs(["eva-vit", "qformer"]))
-    session.install(*REFERENCE)
-    fixtures = Path(session.create_tmp()) / "fixtures"
+    """Regenerate the golden fixtures live with HF transformers and check our packages against them.
+
+    The reference runs in a venv of its own (torch + transformers 4.x, no paddle): paddlenlp's pins and
+    transformers' can disagree (tokenizers), and the two sides only exchange files.
+    """
+    install_editable(session, existing_packages())
+    tmp = Path(session.create_tmp())
+    reference = tmp / "reference-venv"
+    if not (reference / "bin" / "python").exists():
+        session.run("python", "-m", "venv", str(reference), external=True)
+    python = str(reference / "bin" / "python")
+    session.run(python, "-m", "pip", "install", "-q", *REFERENCE, "safetensors", "numpy<2", external=True)
+    fixtures = tmp / "fixtures"
     shutil.rmtree(fixtures, ignore_errors=True)
-    session.run("python", str(ROOT / "tools/parity/make_fixtures.py"), "--out", str(fixtures))
+    session.run(python, str(ROOT / "tools/parity/make_fixtures.py"), "--out", str(fixtures), external=True)
     env = {"BLIP2_PARITY_FIXTURES": str(fixtures)}
-    for package in package_dirs(["eva-vit", "qformer"]):
+    for package in package_dirs(PARITY_PACKAGES):
         session.run("pytest", "-q", "-p", "no:cacheprovider", str(package / "tests" / "test_parity.py"), env=env)
 
 
