@@ -142,3 +142,15 @@ def test_model_owns_a_copy_of_its_config():
     model = EvaVisionTransformer(config)
     model.set_image_size(84)
     assert config.image_size == 56 and dataclasses.replace(config, image_size=84) == model.config
+
+
+def test_thread_count_prefers_explicit_choices_over_all_cores():
+    from blip2_eva_vit._threads import thread_count
+
+    assert thread_count({"BLIP2_NUM_THREADS": "3"}, user_omp_threads="5") == 3
+    assert thread_count({}, user_omp_threads="5") == 5
+    assert thread_count({}, user_omp_threads=None) >= 1
+    # paddle's own OMP_NUM_THREADS=1 (set when it is imported) is not a user choice: only what was read before counts
+    import os
+
+    assert thread_count({"OMP_NUM_THREADS": "1"}, user_omp_threads=None) == len(os.sched_getaffinity(0))
