@@ -73,18 +73,44 @@ def parity(session: nox.Session) -> None:
     transformers' can disagree (tokenizers), and the two sides only exchange files.
     """
     install_editable(session, existing_packages())
+    python = reference_python(session)
     tmp = Path(session.create_tmp())
-    reference = tmp / "reference-venv"
-    if not (reference / "bin" / "python").exists():
-        session.run("python", "-m", "venv", str(reference), external=True)
-    python = str(reference / "bin" / "python")
-    session.run(python, "-m", "pip", "install", "-q", *REFERENCE, "safetensors", "numpy<2", external=True)
     fixtures = tmp / "fixtures"
     shutil.rmtree(fixtures, ignore_errors=True)
     session.run(python, str(ROOT / "tools/parity/make_fixtures.py"), "--out", str(fixtures), external=True)
     env = {"BLIP2_PARITY_FIXTURES": str(fixtures)}
     for package in package_dirs(PARITY_PACKAGES):
         session.run("pytest", "-q", "-p", "no:cacheprovider", str(package / "tests" / "test_parity.py"), env=env)
+
+
+def reference_python(session: nox.Session) -> str:
+    """A venv of its own for HF transformers + torch (test-only), next to the session's."""
+    reference = Path(session.create_tmp()) / "reference-venv"
+    if not (reference / "bin" / "python").exists():
+        session.run("python", "-m", "venv", str(reference), external=True)
+    python = str(reference / "bin" / "python")
+    session.run(python, "-m", "pip", "install", "-q", *REFERENCE, "safetensors", "numpy<2", external=True)
+    return python
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Image encoding (img/s) and captioning (captions/s): ours vs HF transformers, same config and weights.
+
+    nox -s bench                       tiny and ViT-g + OPT-125m shapes
+    nox -s bench -- vitg-opt2.7b       the real ViT-g + OPT-2.7b shape (~16 GB; weights not shared: too big twice)
+    """
+    sizes = session.posargs or ["tiny", "vitg-opt125m"]
+    install_editable(session, existing_packages())
+    python = reference_python(session)
+    work = Path(session.create_tmp()) / "bench"
+    for size in sizes:
+        extra = ["--no-save"] if size == "vitg-opt2.7b" else []
+        session.run(
+            python, str(ROOT / "tools/bench/reference.py"), "--size", size, "--work", str(work), *extra, external=True
+        )
+        session.run("python", str(ROOT / "tools/bench/ours.py"), "--size", size, "--work", str(work))
+    session.run("python", str(ROOT / "tools/bench/compare.py"), str(work), *sizes)
 
 
 @nox.session

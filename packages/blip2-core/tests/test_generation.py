@@ -177,3 +177,9 @@ def test_beam_returns_the_n_best_and_works_per_row():
 def test_invalid_settings_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         GenerationConfig(**bad)
+
+
+def test_token_ids_outside_the_vocabulary_are_refused():
+    cfg = GenerationConfig(max_new_tokens=2, min_new_tokens=1, eos_token_id=50118)
+    with pytest.raises(ValueError, match=r"\[50118\] are outside the vocabulary of 5"):
+        generate(MarkovStepper(table(), [1]), paddle.to_tensor([[1]]), cfg, vocab_size=VOCAB)

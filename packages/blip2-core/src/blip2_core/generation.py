@@ -108,12 +108,18 @@ def _is_eos(tokens: paddle.Tensor, config: GenerationConfig) -> paddle.Tensor:
     return hit
 
 
-def generate(stepper: Stepper, prompt_ids: paddle.Tensor, config: GenerationConfig) -> paddle.Tensor:
+def generate(
+    stepper: Stepper, prompt_ids: paddle.Tensor, config: GenerationConfig, vocab_size: int | None = None
+) -> paddle.Tensor:
     """Decode new tokens for every prompt row.
 
     ``prompt_ids`` [batch, length] are the ids that count as already seen for the repetition penalty
     (HF's ``input_ids``). Returns [batch * num_return_sequences, new] ids, ``pad_token_id`` after EOS.
     """
+    if vocab_size is not None:
+        outside = [t for t in (*config.eos_token_id, config.pad_token_id) if not 0 <= t < vocab_size]
+        if outside:  # indexing the scores with them would write outside the tensor
+            raise ValueError(f"eos/pad token ids {outside} are outside the vocabulary of {vocab_size}")
     if config.num_beams > 1:
         return _beam_search(stepper, prompt_ids, config)
     return _greedy_or_sample(stepper, prompt_ids, config)

@@ -141,16 +141,25 @@ class LanguageModel(nn.Layer):
         attention_mask: paddle.Tensor,
         cache: Cache | None = None,
         use_cache: bool = False,
+        last_only: bool = False,
     ) -> tuple[paddle.Tensor, Cache | None]:
-        """OPT over ``inputs_embeds`` (after the cached positions); ``attention_mask`` covers cache + inputs."""
-        out = self.model(
+        """OPT over ``inputs_embeds`` (after the cached positions); ``attention_mask`` covers cache + inputs.
+
+        ``last_only``: logits of the last position only, all that decoding needs.
+        """
+        out = self.model.opt(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             cache=cache,
             use_cache=use_cache,
             return_dict=True,
         )
-        return out.logits, (out.past_key_values if use_cache else None)
+        hidden = out.last_hidden_state[:, -1:] if last_only else out.last_hidden_state
+        # paddlenlp's OPT head casts the whole [vocab, hidden] table on every call (a copy even to the same
+        # dtype): most of a decoding step on CPU. The same product, without the copy:
+        weight = self.model.lm_head.decoder_weight
+        logits = paddle.matmul(hidden.astype(weight.dtype), weight, transpose_y=True)
+        return logits, (out.past_key_values if use_cache else None)
 
     # -- encoder-decoder ---------------------------------------------------------------------------
 

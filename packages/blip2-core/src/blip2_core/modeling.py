@@ -225,7 +225,7 @@ class Blip2ForConditionalGeneration(nn.Layer):
         else:
             stepper = _EncoderDecoderStepper(lm, embeds, mask)
             history = paddle.full([input_ids.shape[0], 1], lm.decoder_start_token_id, dtype="int64")
-        return generate(stepper, history, config)
+        return generate(stepper, history, config, vocab_size=lm.vocab_size)
 
     @paddle.no_grad()
     def predict_answers(
@@ -268,9 +268,8 @@ class _DecoderOnlyStepper:
 
     def start(self, rows: paddle.Tensor) -> paddle.Tensor:
         self.mask = paddle.index_select(self.mask, rows, axis=0)
-        logits, self.cache = self.lm.decoder_step(
-            paddle.index_select(self.embeds, rows, axis=0), self.mask, use_cache=True
-        )
+        embeds = paddle.index_select(self.embeds, rows, axis=0)
+        logits, self.cache = self.lm.decoder_step(embeds, self.mask, use_cache=True, last_only=True)
         return logits[:, -1]
 
     def select(self, rows: paddle.Tensor) -> None:
@@ -280,7 +279,7 @@ class _DecoderOnlyStepper:
     def next(self, tokens: paddle.Tensor) -> paddle.Tensor:
         self.mask = paddle.concat([self.mask, paddle.ones([tokens.shape[0], 1], dtype=self.mask.dtype)], axis=1)
         embeds = self.lm.embed(tokens.unsqueeze(1)).astype(self.embeds.dtype)
-        logits, self.cache = self.lm.decoder_step(embeds, self.mask, cache=self.cache, use_cache=True)
+        logits, self.cache = self.lm.decoder_step(embeds, self.mask, cache=self.cache, use_cache=True, last_only=True)
         return logits[:, -1]
 
 

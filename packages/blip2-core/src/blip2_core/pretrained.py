@@ -168,7 +168,11 @@ def _generation_config(
         saved = json.loads(file.read_text())
         known = {f.name for f in dataclasses.fields(GenerationConfig)}
         values = {k: v for k, v in saved.items() if k in known and v is not None}
-    elif config.llm_type == "opt" and (config.weights_layout in ("lavis", "paddlemix") or entry is not None):
+    elif (
+        config.llm_type == "opt"
+        and (config.weights_layout in ("lavis", "paddlemix") or entry is not None)
+        and config.text_config.get("vocab_size", 0) > OPT_NEWLINE  # OPT's own vocabulary, where 50118 is "\n"
+    ):
         values = {"eos_token_id": (OPT_NEWLINE,)}
     return dataclasses.replace(default, **values) if values else default
 

@@ -1,0 +1,80 @@
+"""Our side of the benchmark (paddle env): load the model the reference saved, time the same work.
+
+python tools/bench/ours.py --size vitg-opt125m --work DIR --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import paddle
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sizes import SIZES  # noqa: E402
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", choices=SIZES, default="tiny")
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    from blip2_core import Blip2Config, Blip2ForConditionalGeneration
+
+    vision, qformer, text, queries, images, new_tokens = SIZES[args.size]
+    model_dir = args.work / args.size / "model"
+    if (model_dir / "config.json").exists():
+        model = Blip2ForConditionalGeneration.from_pretrained(model_dir)
+    else:  # too big to hold two copies: the same config with its own random weights
+        hf = {
+            "model_type": "blip-2",
+            "vision_config": vision,
+            "qformer_config": qformer,
+            "text_config": text,
+            "num_query_tokens": queries,
+        }
+        model = Blip2ForConditionalGeneration(Blip2Config.from_dict(hf))
+        model.eval()
+    size = vision["image_size"]
+    paddle.seed(1)
+    pixels = paddle.randn([images, 3, size, size])
+    prompt = paddle.full([images, 1], 2, dtype="int64")
+    with paddle.no_grad():
+        encode = timed(lambda: model.get_image_features(pixels), args.repeats)
+        features = model.get_image_features(pixels)
+
+        def caption():
+            return model.generate(
+                image_features=features,
+                input_ids=prompt,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                num_beams=1,
+            )
+
+        generate = timed(caption, args.repeats)
+    result = {
+        "framework": f"paddle {paddle.__version__} (blip2-core)",
+        "threads": paddle.base.core.get_num_threads() if hasattr(paddle.base.core, "get_num_threads") else None,
+        "images_per_s": images / encode,
+        "captions_per_s": images / (encode + generate),
+        "new_tokens": new_tokens,
+    }
+    (args.work / args.size / "ours.json").write_text(json.dumps(result))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""HF transformers side of the benchmark (torch env): build the model once, save it, time it.
+
+python tools/bench/reference.py --size vitg-opt125m --work DIR --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import Blip2Config, Blip2ForConditionalGeneration
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sizes import SIZES  # noqa: E402
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", choices=SIZES, default="tiny")
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-save", action="store_true", help="time only (the paddle side builds its own weights)")
+    args = parser.parse_args()
+    vision, qformer, text, queries, images, new_tokens = SIZES[args.size]
+    torch.manual_seed(0)
+    config = Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=queries)
+    model = Blip2ForConditionalGeneration(config).eval()
+    model_dir = args.work / args.size / "model"
+    if not args.no_save and not (model_dir / "config.json").exists():
+        model.save_pretrained(model_dir, safe_serialization=True)
+
+    size = vision["image_size"]
+    pixels = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(1))
+    prompt = torch.full((images, 1), 2, dtype=torch.long)  # OPT's BOS: caption from scratch
+    with torch.no_grad():
+        encode = timed(lambda: model.get_image_features(pixels), args.repeats)
+        features = model.get_image_features(pixels)
+        features = features if isinstance(features, torch.Tensor) else features[0]
+        embeds = torch.cat([features, model.get_input_embeddings()(prompt)], 1)
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long)
+
+        def caption():
+            return model.language_model.generate(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                num_beams=1,
+            )
+
+        generate = timed(caption, args.repeats)
+    result = {
+        "framework": f"torch {torch.__version__} (HF transformers)",
+        "threads": torch.get_num_threads(),
+        "images_per_s": images / encode,
+        "captions_per_s": images / (encode + generate),
+        "new_tokens": new_tokens,
+    }
+    (args.work / args.size).mkdir(parents=True, exist_ok=True)
+    (args.work / args.size / "reference.json").write_text(json.dumps(result))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
