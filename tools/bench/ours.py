@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from blip2_core import Blip2Config, Blip2ForConditionalGeneration
+    from blip2_eva_vit._threads import thread_count
 
     vision, qformer, text, queries, images, new_tokens = SIZES[args.size]
     model_dir = args.work / args.size / "model"
@@ -67,7 +68,7 @@ def main() -> None:
         generate = timed(caption, args.repeats)
     result = {
         "framework": f"paddle {paddle.__version__} (blip2-core)",
-        "threads": paddle.base.core.get_num_threads() if hasattr(paddle.base.core, "get_num_threads") else None,
+        "threads": thread_count(),
         "images_per_s": images / encode,
         "captions_per_s": images / (encode + generate),
         "new_tokens": new_tokens,
