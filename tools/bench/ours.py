@@ -5,32 +5,18 @@ python tools/bench/ours.py --size vitg-opt125m --work DIR --repeats 3
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import paddle
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sizes import SIZES  # noqa: E402
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
+from common import SIZES, parse_args, timed  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--size", choices=SIZES, default="tiny")
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = parse_args("Our side of the benchmark", with_no_save=False)
     from blip2_core import Blip2Config, Blip2ForConditionalGeneration
     from blip2_eva_vit._threads import thread_count
 

@@ -5,34 +5,19 @@ python tools/bench/reference.py --size vitg-opt125m --work DIR --repeats 3
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 from transformers import Blip2Config, Blip2ForConditionalGeneration
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sizes import SIZES  # noqa: E402
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
+from common import SIZES, parse_args, timed  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--size", choices=SIZES, default="tiny")
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-save", action="store_true", help="time only (the paddle side builds its own weights)")
-    args = parser.parse_args()
+    args = parse_args("HF transformers side of the benchmark", with_no_save=True)
     vision, qformer, text, queries, images, new_tokens = SIZES[args.size]
     torch.manual_seed(0)
     config = Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=queries)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,30 +24,9 @@ from transformers import Blip2Config, Blip2ForImageTextRetrieval, Blip2VisionCon
 from transformers.models.bert.configuration_bert import BertConfig
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
-VISION = dict(
-    hidden_size=48,
-    intermediate_size=104,
-    num_hidden_layers=3,
-    num_attention_heads=4,
-    image_size=56,
-    patch_size=14,
-    layer_norm_eps=1e-6,
-    qkv_bias=True,
-    hidden_act="gelu",
-)
-QFORMER = dict(
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=3,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=64,
-    cross_attention_frequency=2,
-    encoder_hidden_size=48,
-    layer_norm_eps=1e-12,
-    hidden_act="gelu",
-    use_qformer_text_input=True,
-)
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from shapes import OPT, QFORMER, T5, VISION  # noqa: E402
+
 NUM_QUERY_TOKENS = 8
 EMBED_DIM = 16
 BOS = 98
@@ -337,42 +317,14 @@ def qformer_fixtures(out: Path) -> None:
 
 # -- full BLIP-2 with an LLM (blip2-core) -----------------------------------------------------------
 
-OPT = dict(
-    model_type="opt",
-    vocab_size=100,
-    hidden_size=32,
-    word_embed_proj_dim=32,
-    num_hidden_layers=2,
-    ffn_dim=37,
-    num_attention_heads=4,
-    max_position_embeddings=64,
-    do_layer_norm_before=True,
-    activation_function="relu",
-    bos_token_id=2,
-    eos_token_id=2,
-    pad_token_id=1,
-)
-T5 = dict(
-    model_type="t5",
-    vocab_size=100,
-    d_model=32,
-    d_kv=8,
-    d_ff=37,
-    num_layers=2,
-    num_decoder_layers=2,
-    num_heads=4,
-    relative_attention_num_buckets=8,
-    relative_attention_max_distance=20,
-    feed_forward_proj="gated-gelu",
-    dense_act_fn="gelu",  # FlanT5 in BLIP-2: exact GELU, not gelu_new (HF's conversion script forces it)
-    tie_word_embeddings=False,
-    decoder_start_token_id=0,
-    pad_token_id=0,
-    eos_token_id=1,
-    bos_token_id=1,
-)
 IMAGE_TOKEN = 99  # the last id of both tiny vocabularies
 GEN_MAX_NEW_TOKENS = 7
+# what blip2-core's test_parity.py compares, by name
+GENERATIONS = {
+    "greedy": dict(num_beams=1),
+    "beam": dict(num_beams=3, length_penalty=1.0),
+    "penalised": dict(min_new_tokens=4, repetition_penalty=1.5),
+}
 
 
 def llm_fixtures(out: Path, text_config: dict, seed: int) -> None:
@@ -439,37 +391,21 @@ def llm_fixtures(out: Path, text_config: dict, seed: int) -> None:
             out_fwd = model(pixel_values=pixels, input_ids=input_ids, attention_mask=attention_mask, labels=labels)
             out_loss = out_fwd
             loss_labels = labels
-        greedy = model.generate(
-            pixel_values=pixels,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=GEN_MAX_NEW_TOKENS,
-            do_sample=False,
-            num_beams=1,
-        )
-        beam = model.generate(
-            pixel_values=pixels,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=GEN_MAX_NEW_TOKENS,
-            do_sample=False,
-            num_beams=3,
-            length_penalty=1.0,
-        )
-        penalised = model.generate(
-            pixel_values=pixels,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=GEN_MAX_NEW_TOKENS,
-            min_new_tokens=4,
-            repetition_penalty=1.5,
-            do_sample=False,
-        )
+        generated = {
+            name: model.generate(
+                pixel_values=pixels,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_new_tokens=GEN_MAX_NEW_TOKENS,
+                do_sample=False,
+                **settings,
+            )
+            for name, settings in GENERATIONS.items()
+        }
         image_features = model.get_image_features(pixels)
-    if decoder_only:  # HF returns prompt + new tokens for decoder-only models: keep the new ones
-        greedy, beam, penalised = (g[:, input_ids.shape[1] :] for g in (greedy, beam, penalised))
-    else:  # and the decoder start token first for encoder-decoder ones: drop it
-        greedy, beam, penalised = (g[:, 1:] for g in (greedy, beam, penalised))
+    # HF returns prompt + new tokens for decoder-only models, the decoder start first for encoder-decoder ones
+    start = input_ids.shape[1] if decoder_only else 1
+    generated = {name: ids[:, start:] for name, ids in generated.items()}
     io = {
         "pixel_values": pixels,
         "prompt_ids": prompt,
@@ -479,9 +415,7 @@ def llm_fixtures(out: Path, text_config: dict, seed: int) -> None:
         "labels": loss_labels,
         "logits": out_fwd.logits,
         "loss": out_loss.loss,
-        "greedy": greedy,
-        "beam": beam,
-        "penalised": penalised,
+        **generated,
         "language_model_inputs": image_features if isinstance(image_features, torch.Tensor) else image_features[0],
     }
     out.mkdir(parents=True, exist_ok=True)

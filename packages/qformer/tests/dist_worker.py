@@ -6,8 +6,9 @@ import sys
 import numpy as np
 import paddle
 import paddle.distributed as dist
+from tiny_stage1 import batch, tiny_model
 
-from blip2_qformer import QFormerConfig, QFormerForPretraining, all_gather_with_grad, rank_and_world_size
+from blip2_qformer import all_gather_with_grad, rank_and_world_size
 
 out_dir = sys.argv[1]
 dist.init_parallel_env()
@@ -20,26 +21,8 @@ gathered = all_gather_with_grad(x)
 (gathered * weights).sum().backward()
 
 # 2. stage-1 losses on this rank's half of a batch of 4.
-paddle.seed(0)
-config = QFormerConfig(
-    vocab_size=50,
-    hidden_size=16,
-    num_layers=2,
-    num_heads=2,
-    intermediate_size=24,
-    encoder_hidden_size=12,
-    num_query_tokens=4,
-    max_position_embeddings=16,
-    embed_dim=8,
-    bos_token_id=49,
-)
-model = QFormerForPretraining(config)
-model.eval()
-rng = np.random.RandomState(7)
-images = rng.randn(4, 5, 12).astype("float32")
-ids = rng.randint(1, 49, size=(4, 6)).astype("int64")
-mask = np.ones((4, 6), dtype="int64")
-mask[3, 4:] = 0
+model = tiny_model()
+images, ids, mask = batch()
 part = slice(2 * rank, 2 * rank + 2)
 out = model(paddle.to_tensor(images[part]), paddle.to_tensor(ids[part]), paddle.to_tensor(mask[part]))
 out.loss.backward()

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
+from tiny_stage1 import batch, tiny_model
 
-from blip2_qformer import QFormerConfig, QFormerForPretraining, all_gather_with_grad, concat_all_gather
+from blip2_qformer import all_gather_with_grad, concat_all_gather
 
 HERE = Path(__file__).parent
 
@@ -61,26 +62,8 @@ def test_gather_with_grad_returns_every_shard_and_sums_gradients(two_ranks):
 
 def test_two_ranks_give_the_single_process_losses(two_ranks):
     """ITC over gathered features and per-sample ITG: the mean over ranks equals one process on the whole batch."""
-    paddle.seed(0)
-    config = QFormerConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=24,
-        encoder_hidden_size=12,
-        num_query_tokens=4,
-        max_position_embeddings=16,
-        embed_dim=8,
-        bos_token_id=49,
-    )
-    model = QFormerForPretraining(config)
-    model.eval()
-    rng = np.random.RandomState(7)
-    images = rng.randn(4, 5, 12).astype("float32")
-    ids = rng.randint(1, 49, size=(4, 6)).astype("int64")
-    mask = np.ones((4, 6), dtype="int64")
-    mask[3, 4:] = 0
+    model = tiny_model()
+    images, ids, mask = batch()
     out = model(paddle.to_tensor(images), paddle.to_tensor(ids), paddle.to_tensor(mask), losses=("itc",))
     ranks_itc = np.mean([r["loss_itc"] for r in two_ranks])
     np.testing.assert_allclose(ranks_itc, float(out.loss_itc), rtol=1e-5)
