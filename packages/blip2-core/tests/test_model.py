@@ -240,3 +240,53 @@ def test_stage1_model_computes_losses_from_pixels(fixtures_dir):
     assert float(model.qformer.query_tokens.grad.abs().sum()) > 0
     features = model.extract_features(pixels, ids, mask, mode="multimodal")
     assert features.multimodal_embeds.shape == [3, 8, 32]
+
+
+def test_seed_composition_from_a_bare_vision_encoder_and_a_bridge(fixtures_dir, tmp_path, caplog):
+    """vision_name_or_path + bridge_name_or_path, the vision file as EVA ships it: no prefix, one block too many."""
+    from blip2_core.checkpoint_io import write_safetensors
+
+    hf = json.loads((fixtures_dir / "stage1" / "hf" / "config.json").read_text())
+    state = load_file(str(fixtures_dir / "stage1" / "hf" / "model.safetensors"))
+    encoder = {
+        k[len("vision_model.") :]: v
+        for k, v in state.items()
+        if k.startswith("vision_model.") and "post_layernorm" not in k
+    }
+    last = hf["vision_config"]["num_hidden_layers"] - 1
+    encoder.update(
+        {k.replace(f"layers.{last}.", f"layers.{last + 1}."): v for k, v in encoder.items() if f"layers.{last}." in k}
+    )
+    write_safetensors(encoder, tmp_path / "eva_vit")
+    write_safetensors(
+        {k: v for k, v in state.items() if not k.startswith("vision_model.") or "post_layernorm" in k},
+        tmp_path / "qformer",
+    )
+    vision, qformer = hf["vision_config"], hf["qformer_config"]
+    seed = {
+        "vision_name_or_path": str(tmp_path / "eva_vit"),
+        "bridge_name_or_path": str(tmp_path / "qformer"),
+        "freeze_vit": True,
+        "vision_config": {"depth": vision["num_hidden_layers"], "embed_dim": vision["hidden_size"], "epsilon": vision["layer_norm_eps"],
+                          "img_size": vision["image_size"], "mlp_ratio": vision["intermediate_size"] / vision["hidden_size"],
+                          "num_heads": vision["num_attention_heads"], "patch_size": vision["patch_size"]},
+        "qformer_config": {"cross_attention_freq": qformer["cross_attention_frequency"], "hidden_size": qformer["hidden_size"],
+                           "intermediate_size": qformer["intermediate_size"], "max_position_embeddings": qformer["max_position_embeddings"],
+                           "num_attention_heads": qformer["num_attention_heads"], "num_hidden_layers": qformer["num_hidden_layers"],
+                           "num_query_tokens": hf["num_query_tokens"], "vocab_size": qformer["vocab_size"], "embed_dim": hf["image_text_hidden_size"],
+                           "vision_layer_norm_eps": vision["layer_norm_eps"]},
+    }  # fmt: skip
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps(seed))
+    with caplog.at_level("INFO"):
+        model = Blip2Qformer.from_pretrained(tmp_path / "model")
+    assert any(f"dropped blocks [{last + 1}]" in message for message in caplog.messages)
+    assert not any(k.startswith(("vision_model.", "qformer.")) for k in model.load_report.missing)
+    ref = {k: paddle.to_tensor(v) for k, v in load_file(str(fixtures_dir / "stage1" / "io.safetensors")).items()}
+    itc = model.itc_scores(ref["pixel_values"], ref["input_ids"], ref["attention_mask"])
+    np.testing.assert_allclose(itc.numpy(), ref["itc_similarity"].numpy(), atol=1e-4, rtol=0)
+
+
+def test_clip_vit_l_models_are_refused_clearly():
+    with pytest.raises(NotImplementedError, match="only EVA-ViT-g"):
+        Blip2Qformer.from_pretrained("blip2/pretrain_vitL")

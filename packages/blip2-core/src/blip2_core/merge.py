@@ -14,21 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from .checkpoint_io import write_safetensors
 from .config import Blip2Config
 from .formats import convert_state_dict
-
-VISION_PREFIXES = ("visual_encoder.", "vision_model.")
-
-
-def _vision_only(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The encoder's keys without their outer prefix (EVA's own files have none)."""
-    for prefix in VISION_PREFIXES:
-        if any(k.startswith(prefix) for k in state):
-            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix) and "post_layernorm" not in k}
-    return state
 
 
 def _config_of(path: Path) -> Blip2Config | None:
@@ -43,8 +31,6 @@ def merge(
 ) -> tuple[Path, Blip2Config]:
     """Write the merged checkpoint into ``save``; returns the directory and its config."""
     import paddle
-
-    from blip2_eva_vit import convert_state_dict as convert_vision
 
     from .modeling import Blip2ForConditionalGeneration, Blip2Qformer
     from .pretrained import _locate, _read, _text_config
@@ -65,10 +51,8 @@ def merge(
         config.text_config = None
         config.qformer_config = dataclasses.replace(config.qformer_config, has_text_input=True)
 
-    weights = {
-        "vision_model." + k: v
-        for k, v in convert_vision(_vision_only(_read(vision_source)), vision_config.num_heads).items()
-    }
+    vision_weights = convert_state_dict(_read(vision_source), vision_config.num_heads, config.llm_type)
+    weights = {k: v for k, v in vision_weights.items() if k.startswith("vision_model.")}
     bridge_weights = convert_state_dict(_read(bridge_source), vision_config.num_heads, config.llm_type)
     weights.update({k: v for k, v in bridge_weights.items() if not k.startswith(("vision_model.", "language_model."))})
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from blip2_eva_vit import fit_to_config
+
 from . import hub, model_names
 from .checkpoint_io import read_state_dict, write_safetensors
 from .config import Blip2Config
@@ -47,6 +49,10 @@ def _locate(name_or_path: str | os.PathLike, trust_pickle: bool) -> tuple[Source
     text = os.fspath(name_or_path)
     entry = model_names.lookup(text)
     if entry is not None:
+        if entry.vision != "eva-vit-g":  # before any download
+            raise NotImplementedError(
+                f"{entry.name}: {entry.description}; only EVA-ViT-g based BLIP-2 models are implemented"
+            )
         return Source(model_names.fetch_entry(entry), entry.layout, trust_pickle or entry.is_url), entry
     local = Path(text).expanduser()
     if local.exists():
@@ -113,6 +119,7 @@ def load_pretrained(
         weights.update(_llm_weights(config.text_name_or_path, config.llm_type, trust_pickle))
     if stage1:  # stage-1 models name the Q-Former heads at the top level, as QFormerForPretraining does
         weights = {k: v for k, v in weights.items() if not k.startswith(("language_", "opt_", "t5_"))}
+    weights = _fit_vision(weights, config)
     report = load_converted(model, weights, str(name_or_path))
     report.log(str(name_or_path))
     model.load_report = report
@@ -124,7 +131,26 @@ def load_pretrained(
     return model
 
 
+def _fit_vision(weights: dict[str, np.ndarray], config: Blip2Config) -> dict[str, np.ndarray]:
+    """EVA-CLIP-g's extra block dropped, positions resized to the configured image size (e.g. 224 -> 364)."""
+    prefix = "vision_model."
+    vision = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    if not vision:
+        return weights
+    fitted, notes = fit_to_config(vision, config.vision_config)
+    for note in notes:
+        logger.info("vision encoder: %s", note)
+    return {
+        **{k: v for k, v in weights.items() if not k.startswith(prefix)},
+        **{prefix + k: v for k, v in fitted.items()},
+    }
+
+
 def _apply_entry(config: Blip2Config, entry: model_names.ModelEntry, stage1: bool) -> Blip2Config:
+    if entry.vision != "eva-vit-g":
+        raise NotImplementedError(
+            f"{entry.name}: {entry.description}; only EVA-ViT-g based BLIP-2 models are implemented"
+        )
     vision = dataclasses.replace(config.vision_config, image_size=entry.image_size)
     config = dataclasses.replace(config, vision_config=vision, weights_layout=entry.layout)
     if entry.llm_repo and not config.text_name_or_path:

@@ -3,7 +3,7 @@
 from ._threads import use_all_cores
 from .config import EvaVitConfig
 from .formats import convert_state_dict, detect_layout, to_hf_state_dict
-from .loading import LoadReport, load_pretrained
+from .loading import LoadReport, fit_to_config, load_pretrained
 from .model import EvaVisionTransformer, EvaVitOutput, LayerNormFp32, resize_position_embedding
 
 use_all_cores()
@@ -16,6 +16,7 @@ __all__ = [
     "LoadReport",
     "convert_state_dict",
     "detect_layout",
+    "fit_to_config",
     "load_pretrained",
     "resize_position_embedding",
     "to_hf_state_dict",

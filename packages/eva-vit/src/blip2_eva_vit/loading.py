@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import paddle
 
+from .config import EvaVitConfig
 from .formats import convert_state_dict
 from .model import EvaVisionTransformer, resize_position_embedding
 
@@ -30,27 +31,34 @@ def _block_index(key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def fit_to_config(state: dict[str, np.ndarray], config: EvaVitConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Our-named encoder weights made to fit ``config``; returns them and notes on what changed.
+
+    - blocks beyond ``config.num_layers`` are dropped (EVA-CLIP-g has 40, BLIP-2 uses 39);
+    - a position embedding for another grid is bicubically resized (224 px weights into a 364 px model).
+    """
+    notes = []
+    extra = sorted({i for k in state if (i := _block_index(k)) is not None and i >= config.num_layers})
+    if extra:
+        state = {k: v for k, v in state.items() if (_block_index(k) or 0) < config.num_layers}
+        notes.append(f"dropped blocks {extra} (the model has {config.num_layers})")
+    pos = state.get("pos_embed")
+    if pos is not None and pos.shape[1] != config.num_positions:
+        resized = resize_position_embedding(paddle.to_tensor(pos, dtype="float32"), config.grid_size)
+        state = {**state, "pos_embed": resized.numpy()}
+        notes.append(f"resized pos_embed {tuple(pos.shape)} -> {tuple(resized.shape)}")
+    return state, notes
+
+
 def load_pretrained(model: EvaVisionTransformer, state_dict: dict[str, Any], layout: str | None = None) -> LoadReport:
     """Load a vision-encoder state dict of any layout into ``model``.
 
-    - blocks beyond ``config.num_layers`` are dropped with a note (EVA-CLIP-g has 40, BLIP-2 uses 39);
-    - a position embedding for another grid is bicubically resized (224 px weights into a 364 px model);
-    - any other shape mismatch is an error naming the key and both shapes.
+    Extra blocks are dropped and positions resized (``fit_to_config``); any other shape mismatch is an
+    error naming the key and both shapes.
     """
     config = model.config
-    converted = convert_state_dict(state_dict, config.num_heads, layout)
-    report = LoadReport()
-    extra = sorted({i for k in converted if (i := _block_index(k)) is not None and i >= config.num_layers})
-    if extra:
-        converted = {k: v for k, v in converted.items() if (_block_index(k) or 0) < config.num_layers}
-        report.notes.append(f"dropped blocks {extra} (the model has {config.num_layers})")
-
-    pos = converted.get("pos_embed")
-    if pos is not None and pos.shape[1] != config.num_positions:
-        resized = resize_position_embedding(paddle.to_tensor(pos, dtype="float32"), config.grid_size)
-        converted["pos_embed"] = resized.numpy()
-        report.notes.append(f"resized pos_embed {tuple(pos.shape)} -> {tuple(resized.shape)}")
-
+    converted, notes = fit_to_config(convert_state_dict(state_dict, config.num_heads, layout), config)
+    report = LoadReport(notes=notes)
     params = model.state_dict()
     for key, value in converted.items():
         if key not in params:

@@ -11,10 +11,26 @@ from typing import Any
 
 import numpy as np
 
+from blip2_eva_vit import detect_layout as detect_vision_layout
+
 from . import hf, lavis, paddlemix
 
 LAYOUTS = ("native", "hf", "lavis", "paddlemix")
+_TOP_PREFIXES = ("vision_model.", "visual_encoder.", "qformer.", "Qformer.", "query_tokens", "language_", "ln_vision")
 _FORMATS = {"hf": hf, "lavis": lavis, "paddlemix": paddlemix}
+
+
+def as_full_checkpoint(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A vision encoder's own checkpoint (EVA's ``eva_vit_g.pth``, HF's ``Blip2VisionModel``) under the prefix its
+    layout puts it in a whole BLIP-2 checkpoint; anything else as it is."""
+    if any(k.startswith(_TOP_PREFIXES) for k in state_dict):
+        return state_dict
+    try:
+        vision_layout = detect_vision_layout(state_dict)
+    except ValueError:
+        return state_dict
+    prefix = "vision_model." if vision_layout == "hf" else "visual_encoder."
+    return {prefix + k: v for k, v in state_dict.items()}
 
 
 def detect_layout(state_dict: dict[str, Any]) -> str:
@@ -32,7 +48,7 @@ def detect_layout(state_dict: dict[str, Any]) -> str:
 def convert_state_dict(
     state_dict: dict[str, Any], vision_heads: int, llm_type: str | None, layout: str | None = None
 ) -> dict[str, np.ndarray]:
-    sd = {k: np.asarray(v) for k, v in state_dict.items()}
+    sd = as_full_checkpoint({k: np.asarray(v) for k, v in state_dict.items()})
     layout = layout or detect_layout(sd)
     if layout == "native":
         return sd
@@ -41,4 +57,4 @@ def convert_state_dict(
     return _FORMATS[layout].convert(sd, vision_heads, llm_type)
 
 
-__all__ = ["LAYOUTS", "convert_state_dict", "detect_layout"]
+__all__ = ["LAYOUTS", "as_full_checkpoint", "convert_state_dict", "detect_layout"]

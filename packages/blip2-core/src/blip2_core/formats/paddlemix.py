@@ -71,8 +71,11 @@ def qformer_config_from_paddlemix(
 ) -> QFormerConfig:
     defaults = QFormerConfig()
     vocab = qformer.get("vocab_size", 30522)
+    if has_text_input and vocab == 30522:
+        vocab += 1  # BERT's vocabulary + [DEC], as LAVIS resizes it
     return QFormerConfig(
-        vocab_size=vocab + 1 if has_text_input and vocab == 30522 else vocab,  # + [DEC], as LAVIS resizes
+        vocab_size=vocab,
+        bos_token_id=vocab - 1 if has_text_input else defaults.bos_token_id,  # [DEC] is the last token
         hidden_size=qformer.get("hidden_size", defaults.hidden_size),
         num_layers=qformer.get("num_hidden_layers", defaults.num_layers),
         num_heads=qformer.get("num_attention_heads", defaults.num_heads),
