@@ -290,3 +290,41 @@ def test_seed_composition_from_a_bare_vision_encoder_and_a_bridge(fixtures_dir, 
 def test_clip_vit_l_models_are_refused_clearly():
     with pytest.raises(NotImplementedError, match="only EVA-ViT-g"):
         Blip2Qformer.from_pretrained("blip2/pretrain_vitL")
+
+
+def cached_repo(cache, repo_id: str, files: dict) -> None:
+    """A Hub repo as huggingface_hub caches it: models--org--name/{refs/main, snapshots/<commit>/...}."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot.mkdir(parents=True)
+    for name, source in files.items():
+        shutil.copy(source, snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(snapshot.name)
+
+
+def test_hub_repo_from_the_offline_cache_prefers_safetensors(fixtures_dir, tmp_path, monkeypatch):
+    import os
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    hf = fixtures_dir / "opt" / "hf"
+    cached_repo(
+        cache, "someone/blip2-tiny", {"config.json": hf / "config.json", "model.safetensors": hf / "model.safetensors"}
+    )
+    model = Blip2ForConditionalGeneration.from_pretrained("someone/blip2-tiny")
+    assert model.load_report.missing == [] and model.load_report.unexpected == []
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+    # a repo with only a torch pickle: read only when trusted, since nobody named the file
+    cached_repo(
+        cache,
+        "someone/blip2-pickle",
+        {"config.json": hf / "config.json", "pytorch_model.bin": fixtures_dir / "opt" / "lavis.pth"},
+    )
+    from blip2_core.checkpoint_io import UntrustedPickleError
+
+    with pytest.raises(UntrustedPickleError, match="pytorch_model.bin"):
+        Blip2ForConditionalGeneration.from_pretrained("someone/blip2-pickle")
+    model = Blip2ForConditionalGeneration.from_pretrained("someone/blip2-pickle", trust_pickle=True)
+    assert model.load_report.missing == []

@@ -32,7 +32,10 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 GENERATION_CONFIG_FILE = "generation_config.json"
-WEIGHT_FILES = ("*.json", "*.safetensors", "*.pdparams", "*.bin", "*.pth", "*.txt", "*.model")
+# Hub repos often publish the same weights twice (safetensors and torch pickles): fetch the safetensors and
+# the small files first, the pickles only where there are no safetensors.
+SAFE_FILES = ("*.json", "*.safetensors", "*.txt", "*.model")
+PICKLE_FILES = ("*.json", "*.pdparams", "*.bin", "*.pth")
 OPT_NEWLINE = 50118  # "\n" in OPT's vocabulary: LAVIS's end of caption
 
 
@@ -57,7 +60,10 @@ def _locate(name_or_path: str | os.PathLike, trust_pickle: bool) -> tuple[Source
     local = Path(text).expanduser()
     if local.exists():
         return Source(local, None, True), None  # the user named this path: reading it is their call
-    return Source(hub.resolve(text, allow_patterns=list(WEIGHT_FILES)), None, trust_pickle), None
+    path = hub.resolve(text, allow_patterns=list(SAFE_FILES))
+    if path.is_dir() and not any(path.glob("*.safetensors")):
+        path = hub.resolve(text, allow_patterns=list(PICKLE_FILES))
+    return Source(path, None, trust_pickle), None
 
 
 def _read(source: Source) -> dict[str, np.ndarray]:
