@@ -133,6 +133,22 @@ def vision_config_from_hf(vision: dict[str, Any]) -> EvaVitConfig:
     )
 
 
+def bert_sizes(values: dict[str, Any]) -> dict[str, Any]:
+    """QFormerConfig arguments from BERT's config keys, which HF's Q-Former config and the seed's share."""
+    defaults = QFormerConfig()
+    return dict(
+        hidden_size=values.get("hidden_size", defaults.hidden_size),
+        num_layers=values.get("num_hidden_layers", defaults.num_layers),
+        num_heads=values.get("num_attention_heads", defaults.num_heads),
+        intermediate_size=values.get("intermediate_size", defaults.intermediate_size),
+        hidden_dropout=values.get("hidden_dropout_prob", defaults.hidden_dropout),
+        attention_dropout=values.get("attention_probs_dropout_prob", defaults.attention_dropout),
+        max_position_embeddings=values.get("max_position_embeddings", defaults.max_position_embeddings),
+        layer_norm_eps=values.get("layer_norm_eps", defaults.layer_norm_eps),
+        pad_token_id=values.get("pad_token_id", 0),
+    )
+
+
 def qformer_config_from_hf(
     qformer: dict[str, Any], vision: EvaVitConfig, vision_eps: float, num_query_tokens: int
 ) -> QFormerConfig:
@@ -143,19 +159,11 @@ def qformer_config_from_hf(
         # HF's stage-2 configs keep BERT's 30522 but carry no embeddings; ITM checkpoints have 30523 rows,
         # the last being LAVIS's added [DEC]
         vocab_size=vocab,
-        hidden_size=qformer.get("hidden_size", defaults.hidden_size),
-        num_layers=qformer.get("num_hidden_layers", defaults.num_layers),
-        num_heads=qformer.get("num_attention_heads", defaults.num_heads),
-        intermediate_size=qformer.get("intermediate_size", defaults.intermediate_size),
-        hidden_dropout=qformer.get("hidden_dropout_prob", defaults.hidden_dropout),
-        attention_dropout=qformer.get("attention_probs_dropout_prob", defaults.attention_dropout),
-        max_position_embeddings=qformer.get("max_position_embeddings", defaults.max_position_embeddings),
-        layer_norm_eps=qformer.get("layer_norm_eps", defaults.layer_norm_eps),
+        **bert_sizes(qformer),
         cross_attention_freq=qformer.get("cross_attention_frequency", defaults.cross_attention_freq),
         encoder_hidden_size=qformer.get("encoder_hidden_size", vision.hidden_size),
         vision_layer_norm_eps=vision_eps,
         num_query_tokens=num_query_tokens,
-        pad_token_id=qformer.get("pad_token_id", 0),
         bos_token_id=vocab - 1 if text_input else defaults.bos_token_id,
         has_text_input=text_input,
     )

@@ -15,6 +15,8 @@ from blip2_eva_vit import convert_state_dict as convert_vision
 from blip2_qformer import QFormerConfig
 from blip2_qformer import convert_state_dict as convert_bridge
 
+from .hf import bert_sizes
+
 
 def matches(state_dict: dict) -> bool:
     return "Qformer.query_tokens" in state_dict or "Qformer.ln_vision.weight" in state_dict
@@ -76,19 +78,11 @@ def qformer_config_from_paddlemix(
     return QFormerConfig(
         vocab_size=vocab,
         bos_token_id=vocab - 1 if has_text_input else defaults.bos_token_id,  # [DEC] is the last token
-        hidden_size=qformer.get("hidden_size", defaults.hidden_size),
-        num_layers=qformer.get("num_hidden_layers", defaults.num_layers),
-        num_heads=qformer.get("num_attention_heads", defaults.num_heads),
-        intermediate_size=qformer.get("intermediate_size", defaults.intermediate_size),
-        hidden_dropout=qformer.get("hidden_dropout_prob", defaults.hidden_dropout),
-        attention_dropout=qformer.get("attention_probs_dropout_prob", defaults.attention_dropout),
-        max_position_embeddings=qformer.get("max_position_embeddings", defaults.max_position_embeddings),
-        layer_norm_eps=qformer.get("layer_norm_eps", defaults.layer_norm_eps),
+        **bert_sizes(qformer),
         cross_attention_freq=qformer.get("cross_attention_freq", defaults.cross_attention_freq),
         encoder_hidden_size=vision.hidden_size,
         num_query_tokens=num_query_tokens or qformer.get("num_query_tokens", defaults.num_query_tokens),
         vision_layer_norm_eps=qformer.get("vision_layer_norm_eps", defaults.vision_layer_norm_eps),
         embed_dim=qformer.get("embed_dim", defaults.embed_dim),
-        pad_token_id=qformer.get("pad_token_id", 0),
         has_text_input=has_text_input,
     )
