@@ -98,7 +98,7 @@ def bench(session: nox.Session) -> None:
     """Image encoding (img/s) and captioning (captions/s): ours vs HF transformers, same config and weights.
 
     nox -s bench                       tiny and ViT-g + OPT-125m shapes
-    nox -s bench -- vitg-opt2.7b       the real ViT-g + OPT-2.7b shape (~16 GB; weights not shared: too big twice)
+    nox -s bench -- vitg-opt2.7b       the real ViT-g + OPT-2.7b shape (a 15 GB checkpoint, ~8 minutes)
     """
     sizes = session.posargs or ["tiny", "vitg-opt125m"]
     install_editable(session, existing_packages())

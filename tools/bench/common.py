@@ -51,13 +51,11 @@ SIZES = {
 }
 
 
-def parse_args(description: str, with_no_save: bool = False) -> argparse.Namespace:
+def parse_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--size", choices=SIZES, default="tiny")
     parser.add_argument("--work", type=Path, required=True, help="where the model and the results go")
     parser.add_argument("--repeats", type=int, default=3)
-    if with_no_save:
-        parser.add_argument("--no-save", action="store_true", help="time only (the paddle side builds its own weights)")
     return parser.parse_args()
 
 

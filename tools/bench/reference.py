@@ -17,13 +17,13 @@ from common import SIZES, parse_args, timed  # noqa: E402
 
 
 def main() -> None:
-    args = parse_args("HF transformers side of the benchmark", with_no_save=True)
+    args = parse_args("HF transformers side of the benchmark")
     vision, qformer, text, queries, images, new_tokens = SIZES[args.size]
     torch.manual_seed(0)
     config = Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=queries)
     model = Blip2ForConditionalGeneration(config).eval()
     model_dir = args.work / args.size / "model"
-    if not args.no_save and not (model_dir / "config.json").exists():
+    if not (model_dir / "config.json").exists():
         model.save_pretrained(model_dir, safe_serialization=True)
 
     size = vision["image_size"]
