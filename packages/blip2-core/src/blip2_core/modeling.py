@@ -48,7 +48,29 @@ def token_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.
     return (losses * valid.astype("float32")).sum() / valid.astype("float32").sum().clip(min=1.0)
 
 
-class Blip2ForConditionalGeneration(nn.Layer):
+class _Blip2Model:
+    """What both BLIP-2 models share: loading, saving, and a frozen image encoder that stays in eval mode."""
+
+    blip2_config: Blip2Config
+    vision_model: EvaVisionTransformer
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
+        """Load by known name, local path or Hub repo id (see ``blip2_core.pretrained.load_pretrained``)."""
+        return load_pretrained(cls, name_or_path, **kwargs)
+
+    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """config.json + safetensors weights (+ tokenizer and image-processor files when given)."""
+        return save_pretrained(self, directory, **kwargs)
+
+    def train(self):
+        super().train()
+        if self.blip2_config.freeze_vit:
+            self.vision_model.eval()  # a frozen encoder keeps its eval behaviour (no dropout, no drop path)
+        return self
+
+
+class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
     """Captioning and visual question answering: the Q-Former's query outputs, projected, prefix the LLM input."""
 
     def __init__(self, config: Blip2Config) -> None:
@@ -57,7 +79,7 @@ class Blip2ForConditionalGeneration(nn.Layer):
             raise ValueError(
                 "Blip2ForConditionalGeneration needs a text_config (the LLM); for stage 1 use Blip2Qformer"
             )
-        self.config = config
+        self.config = self.blip2_config = config
         self.vision_model = EvaVisionTransformer(config.vision_config)
         self.qformer = QFormer(config.qformer_config)
         self.language_model = LanguageModel(config.text_config)
@@ -69,21 +91,6 @@ class Blip2ForConditionalGeneration(nn.Layer):
         self.generation_config = GenerationConfig(
             eos_token_id=self.language_model.eos_token_id, pad_token_id=self.language_model.pad_token_id
         )
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
-        """Load by known name, local path or Hub repo id (see ``blip2_core.pretrained.load_pretrained``)."""
-        return load_pretrained(cls, name_or_path, **kwargs)
-
-    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> Path:
-        """config.json + safetensors weights (+ tokenizer and image-processor files when given)."""
-        return save_pretrained(self, directory, **kwargs)
-
-    def train(self) -> Blip2ForConditionalGeneration:
-        super().train()
-        if self.config.freeze_vit:
-            self.vision_model.eval()  # a frozen encoder keeps its eval behaviour (no dropout, no drop path)
-        return self
 
     # -- image side --------------------------------------------------------------------------------
 
@@ -310,18 +317,15 @@ class _EncoderDecoderStepper:
 
 def tokenize(tokenizer: Any, texts: Sequence[str], left_pad: bool) -> tuple[paddle.Tensor, paddle.Tensor]:
     """Token ids and mask for ``texts``, padded on the side asked for (whatever the tokenizer's default)."""
+    from blip2_data import pad_sequences
+
     rows = [list(ids) for ids in tokenizer(list(texts))["input_ids"]]
-    width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = np.full((len(rows), width), pad, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, row in enumerate(rows):
-        span = slice(width - len(row), width) if left_pad else slice(0, len(row))
-        ids[i, span], mask[i, span] = row, 1
+    ids, mask = pad_sequences(rows, pad, "left" if left_pad else "right")
     return paddle.to_tensor(ids), paddle.to_tensor(mask)
 
 
-class Blip2Qformer(QFormerForPretraining):
+class Blip2Qformer(_Blip2Model, QFormerForPretraining):
     """Stage 1: EVA-ViT (frozen) + the Q-Former with ITC/ITM/ITG heads; feature extraction and retrieval scores."""
 
     def __init__(self, config: Blip2Config) -> None:
@@ -332,21 +336,6 @@ class Blip2Qformer(QFormerForPretraining):
         self.vision_model = EvaVisionTransformer(config.vision_config)
         if config.freeze_vit:
             self.vision_model.freeze()
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
-        """Load by known name, local path or Hub repo id (see ``blip2_core.pretrained.load_pretrained``)."""
-        return load_pretrained(cls, name_or_path, **kwargs)
-
-    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> Path:
-        """config.json + safetensors weights (+ tokenizer and image-processor files when given)."""
-        return save_pretrained(self, directory, **kwargs)
-
-    def train(self) -> Blip2Qformer:
-        super().train()
-        if self.blip2_config.freeze_vit:
-            self.vision_model.eval()
-        return self
 
     def encode_image(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
         return self.vision_model(pixel_values).last_hidden_state

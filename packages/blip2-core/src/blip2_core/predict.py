@@ -67,12 +67,13 @@ def read_image(path_or_url: str) -> Any:
         except requests.RequestException as error:
             raise OSError(f"cannot fetch {path_or_url}: {error}") from error
         return Image.open(io.BytesIO(response.content)).convert("RGB")
+    from blip2_data import load_image
+
     path = Path(path_or_url)
     if not path.is_file():
         raise FileNotFoundError(f"no image file at {path}")
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        return load_image(path)
     except OSError as error:
         raise OSError(f"{path}: not a readable image ({error})") from error
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from blip2_eva_vit import fit_to_config
+from blip2_qformer import QFormerForPretraining
 
 from . import hub, model_names
 from .checkpoint_io import read_state_dict, write_safetensors
@@ -67,9 +68,7 @@ def _locate(name_or_path: str | os.PathLike, trust_pickle: bool) -> tuple[Source
 
 
 def _read(source: Source) -> dict[str, np.ndarray]:
-    if source.trusted and source.path.suffix in (".pth", ".bin", ".pt", ".pdparams"):
-        logger.warning("%s is a pickle checkpoint; reading it with a restricted unpickler", source.path)
-    return read_state_dict(source.path, trust_pickle=source.trusted)
+    return read_state_dict(source.path, trust_pickle=source.trusted)  # warns itself when it reads a pickle
 
 
 def _llm_weights(text_name_or_path: str, llm_type: str, trust_pickle: bool) -> dict[str, np.ndarray]:
@@ -95,7 +94,7 @@ def load_pretrained(
     dtype: str | None = None,
 ) -> Any:
     """Build ``model_class`` (``Blip2ForConditionalGeneration`` or ``Blip2Qformer``) and load its weights."""
-    stage1 = model_class.__name__ == "Blip2Qformer"
+    stage1 = issubclass(model_class, QFormerForPretraining)  # the Q-Former keeps its text parts and heads
     source, entry = _locate(name_or_path, trust_pickle)
     config_file = source.path / CONFIG_FILE if source.path.is_dir() else None
     if config is None:
@@ -224,7 +223,7 @@ def save_pretrained(
     """Our config.json, generation_config.json and safetensors weights (+ tokenizer / image processor files)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config: Blip2Config = model.blip2_config if hasattr(model, "blip2_config") else model.config
+    config: Blip2Config = model.blip2_config
     config.save(directory)
     if hasattr(model, "generation_config"):
         fields = dataclasses.asdict(model.generation_config)
