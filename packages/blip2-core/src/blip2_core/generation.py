@@ -10,7 +10,7 @@ the finished ones.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -220,9 +220,3 @@ def _beam_search(stepper: Stepper, prompt_ids: paddle.Tensor, config: Generation
     sequences = finished[:, :keep_n].reshape(batch * keep_n, steps)
     length = int(finished_lengths[:, :keep_n].max())
     return paddle.to_tensor(sequences[:, :length])
-
-
-def with_defaults(config: GenerationConfig | None, **overrides) -> GenerationConfig:
-    """A config with ``overrides`` (None values ignored) applied over ``config`` or the defaults."""
-    base = config or GenerationConfig()
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})

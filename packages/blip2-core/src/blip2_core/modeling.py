@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -216,9 +217,7 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
         (max_new_tokens, min_new_tokens, num_beams, do_sample, temperature, top_k, top_p,
         repetition_penalty, length_penalty, num_return_sequences, eos_token_id, ...).
         """
-        config = generation_config or self.generation_config
-        if settings:
-            config = GenerationConfig(**{**config.__dict__, **settings})
+        config = dataclasses.replace(generation_config or self.generation_config, **settings)
         features = self._image_features(pixel_values, image_features)
         lm = self.language_model
         if input_ids is None:
