@@ -147,9 +147,8 @@ class QFormerForPretraining(nn.Layer):
         if attention_mask is None and input_ids is not None:
             attention_mask = paddle.ones(input_ids.shape, dtype="int64")
         if mode == "image":
-            out, _ = self.image_features(image_embeds)
+            out, features.image_embeds_proj = self.image_features(image_embeds)
             features.image_embeds = out.last_hidden_state
-            features.image_embeds_proj = F.normalize(self.vision_proj(out.last_hidden_state), axis=-1)
         elif mode == "text":
             hidden, _ = self.text_features(input_ids, attention_mask)
             features.text_embeds = hidden
