@@ -76,3 +76,14 @@ def test_needs_pad_token_and_target(bert_tokenizer, bpe_tokenizer):
         Blip2Collator.for_seq2seq(bpe_tokenizer)(items("q"))
     with pytest.raises(ValueError, match="padding_side"):
         Blip2Collator(bert_tokenizer, padding_side="middle")
+
+
+def test_qformer_batches_have_one_fixed_length_as_in_lavis(bert_tokenizer):
+    # Ranks all-gather stage-1 text ids: two batches with different longest captions must keep one shape.
+    collate = Blip2Collator.for_qformer(bert_tokenizer, max_length=12)
+    short, long = collate(items("a dog")), collate(items("a woman cutting her cake number 7"))
+    assert short["input_ids"].shape == long["input_ids"].shape == (1, 12)
+    assert short["attention_mask"].tolist() == [[1, 1, 1, 1] + [0] * 8]
+    assert short["labels"][0, 4:].tolist() == [IGNORE_INDEX] * 8
+    loose = Blip2Collator.for_qformer(bert_tokenizer, max_length=12, pad_to_max_length=False)
+    assert loose(items("a dog"))["input_ids"].shape == (1, 4)

@@ -20,9 +20,15 @@ from .text import CAPTION_PROMPT, VQA_PROMPT, apply_prompt
 IGNORE_INDEX = -100  # label value the losses skip
 
 
-def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int, side: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, mask)`` int64 arrays of shape [batch, longest]; ``side`` is "left" or "right"."""
+def pad_sequences(
+    sequences: Sequence[Sequence[int]], pad_id: int, side: str, length: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, mask)`` int64 arrays of shape [batch, length or longest]; ``side`` is "left" or "right"."""
     longest = max(len(s) for s in sequences)
+    if length is not None:
+        if longest > length:
+            raise ValueError(f"a sequence of {longest} tokens does not fit the fixed length {length}")
+        longest = length
     ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
     mask = np.zeros((len(sequences), longest), dtype=np.int64)
     for row, seq in enumerate(sequences):
@@ -49,7 +55,8 @@ class Blip2Collator:
     Images (arrays from an image processor) become ``pixel_values`` [B, 3, H, W] float32. Text:
 
     - ``mode="qformer"``: ``text_input`` tokenised (BERT), right-padded, ``labels`` = ids with padding at -100
-      (the Q-Former's ITG loss replaces the first token by [DEC] itself).
+      (the Q-Former's ITG loss replaces the first token by [DEC] itself). ``pad_to_max_length`` pads every batch
+      to ``max_length`` (LAVIS's stage 1): ranks then all-gather text ids of one shape.
     - ``mode="causal_lm"``: ``apply_prompt(prompt, text_input)`` followed by the target (``target_key``, e.g.
       ``text_input`` for captions with the "a photo of " prefix, ``text_output`` for VQA) and ``text_suffix``
       ("\\n", OPT's end of caption). Labels are -100 on padding and on prompt tokens. ``generate=True`` tokenises
@@ -74,6 +81,7 @@ class Blip2Collator:
         generate: bool = False,
         mask_prompt: bool = True,
         target_max_length: int | None = None,
+        pad_to_max_length: bool = False,
     ) -> None:
         if mode not in ("qformer", "causal_lm", "seq2seq"):
             raise ValueError(f"mode must be 'qformer', 'causal_lm' or 'seq2seq', got {mode!r}")
@@ -86,11 +94,13 @@ class Blip2Collator:
             raise ValueError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
         self.generate, self.mask_prompt = generate, mask_prompt
         self.target_max_length = target_max_length or max_length
+        self.pad_to_max_length = pad_to_max_length
         self._special_ids = set(getattr(tokenizer, "all_special_ids", []))
 
     @classmethod
-    def for_qformer(cls, tokenizer: Any, max_length: int = 32) -> Blip2Collator:
-        return cls(tokenizer, mode="qformer", max_length=max_length)
+    def for_qformer(cls, tokenizer: Any, max_length: int = 32, *, pad_to_max_length: bool = True) -> Blip2Collator:
+        """Stage 1: every batch padded to ``max_length`` as in LAVIS, unless ``pad_to_max_length=False``."""
+        return cls(tokenizer, mode="qformer", max_length=max_length, pad_to_max_length=pad_to_max_length)
 
     @classmethod
     def for_causal_lm(
@@ -142,7 +152,10 @@ class Blip2Collator:
     def _text_fields(self, items: list[dict]) -> dict[str, np.ndarray]:
         pad_id = self.tokenizer.pad_token_id
         if self.mode == "qformer":
-            ids, mask = pad_sequences(self._tokenize(self._targets(items), self.max_length), pad_id, self.padding_side)
+            length = self.max_length if self.pad_to_max_length else None
+            ids, mask = pad_sequences(
+                self._tokenize(self._targets(items), self.max_length), pad_id, self.padding_side, length
+            )
             return {"input_ids": ids, "attention_mask": mask, "labels": np.where(mask == 1, ids, IGNORE_INDEX)}
 
         prompts = self._prompt_texts(items)
