@@ -168,8 +168,13 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
             logits, _ = lm.decoder_step(embeds, mask)
             loss = None
             if labels is not None:
-                shifted = logits[:, -labels.shape[1] :][:, :-1]
-                loss = token_cross_entropy(shifted, labels[:, 1:])
+                # Position p predicts token p + 1. With the visual tokens before the text (LAVIS), the last query
+                # position predicts the first label, which LAVIS scores (an empty prompt masks nothing).
+                total, length = logits.shape[1], labels.shape[1]
+                if total > length:
+                    loss = token_cross_entropy(logits[:, total - length - 1 : total - 1], labels)
+                else:  # the labels cover every position: the first one has no prediction
+                    loss = token_cross_entropy(logits[:, :-1], labels[:, 1:])
             return Blip2Output(logits, loss)
         if decoder_input_ids is None:
             if labels is None:
