@@ -129,7 +129,7 @@ def test_unknown_loss_is_rejected():
         model(images, ids, mask, losses=("itc", "mlm"))
 
 
-def test_temperature_is_clamped_as_in_lavis():
+def test_temperature_is_clamped_as_in_blip_and_albef():
     model = QFormerForPretraining(TINY)
     images, ids, mask = batch()
     model.temp.set_value(paddle.to_tensor(5.0))

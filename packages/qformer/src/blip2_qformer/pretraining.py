@@ -16,7 +16,10 @@ from .model import MASK_VALUE, LayerNormFp32, QFormer, QFormerOutput
 
 LOSSES = ("itc", "itm", "itg")
 LABEL_SMOOTHING = 0.1
-TEMP_RANGE = (0.001, 0.5)  # LAVIS clamps the learned temperature to this range before every step
+# The learned temperature is clamped to this range before every forward, as BLIP and ALBEF do. LAVIS's BLIP-2
+# never clamps it; we keep the clamp as a guard (a temperature at or below 0 would turn the ITC softmax upside
+# down). Inside the range it changes nothing, so it matches LAVIS wherever LAVIS's value stays in the range.
+TEMP_RANGE = (0.001, 0.5)
 
 
 @dataclass
