@@ -15,7 +15,7 @@ import time
 import numpy as np
 import paddle
 
-from blip2_eva_vit import EvaVisionTransformer, EvaVitConfig
+from blip2_eva_vit import EvaVisionTransformer, EvaVitConfig, use_all_cores
 from blip2_eva_vit import load_pretrained as load_vision
 from blip2_qformer import QFormer, QFormerConfig
 from blip2_qformer import load_pretrained as load_bridge
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--size", choices=["tiny", "vit-g"], default="tiny", help="model sizes (default: tiny)")
     parser.add_argument("--image", nargs="*", default=[], help="image files (default: 2 random images)")
     args = parser.parse_args()
+    use_all_cores()  # paddle's CPU default is one thread
 
     vision, bridge = build(args.size)
     bridge.eval()

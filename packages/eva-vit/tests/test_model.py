@@ -145,7 +145,7 @@ def test_model_owns_a_copy_of_its_config():
 
 
 def test_thread_count_prefers_explicit_choices_over_all_cores():
-    from blip2_eva_vit._threads import thread_count
+    from blip2_eva_vit._shared import thread_count
 
     assert thread_count({"BLIP2_NUM_THREADS": "3"}, user_omp_threads="5") == 3
     assert thread_count({}, user_omp_threads="5") == 5

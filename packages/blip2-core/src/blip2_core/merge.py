@@ -13,13 +13,17 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .checkpoint_io import write_safetensors
-from .config import Blip2Config
-from .formats import convert_state_dict
+from .startup import start_command_line_tool
+
+if TYPE_CHECKING:  # imported where used: paddle loads only after start_command_line_tool()
+    from .config import Blip2Config
 
 
 def _config_of(path: Path) -> Blip2Config | None:
+    from .config import Blip2Config
+
     file = path / "config.json" if path.is_dir() else None
     if file is None or not file.exists():
         return None
@@ -32,6 +36,9 @@ def merge(
     """Write the merged checkpoint into ``save``; returns the directory and its config."""
     import paddle
 
+    from .checkpoint_io import write_safetensors
+    from .config import Blip2Config
+    from .formats import convert_state_dict
     from .modeling import Blip2ForConditionalGeneration, Blip2Qformer
     from .pretrained import _locate, _read, _text_config
 
@@ -100,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--save", required=True, help="output directory")
     parser.add_argument("--trust-pickle", action="store_true", help="allow .pth/.pdparams found on a hub (read safely)")
     args = parser.parse_args(argv)
+    start_command_line_tool()
     try:
         directory, config = merge(args.vision, args.bridge, args.save, args.llm, args.trust_pickle)
     except (OSError, ValueError) as error:

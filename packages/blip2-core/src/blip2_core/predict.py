@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .startup import start_command_line_tool
+
 DEFAULT_CAPTION_PROMPT = ""  # LAVIS's caption_coco models are prompted with "a photo of"; --prompt sets it
 NO_DEFAULT_MODEL = (
     "no embedded default model is installed yet: pass --model NAME_OR_PATH "
@@ -159,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.model:
         print(f"blip2-predict: {NO_DEFAULT_MODEL}", file=sys.stderr)
         return 2
+    start_command_line_tool()
     try:
         results = run(args)
     except (OSError, ValueError) as error:

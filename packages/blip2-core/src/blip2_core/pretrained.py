@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from blip2_eva_vit import fit_to_config
-from blip2_qformer import QFormerForPretraining
+from blip2_qformer import QFormerForPretraining, assign_weights
 
 from . import hub, model_names
 from .checkpoint_io import read_state_dict, write_safetensors
@@ -27,7 +27,6 @@ from .config import Blip2Config
 from .formats import convert_state_dict
 from .formats.hf import llm_from_hf
 from .generation import GenerationConfig
-from .loading import load_converted
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +124,7 @@ def load_pretrained(
     if stage1:  # stage-1 models name the Q-Former heads at the top level, as QFormerForPretraining does
         weights = {k: v for k, v in weights.items() if not k.startswith(("language_", "opt_", "t5_"))}
     weights = _fit_vision(weights, config)
-    report = load_converted(model, weights, str(name_or_path))
+    report = assign_weights(model, weights, str(name_or_path))
     report.log(str(name_or_path))
     model.load_report = report
     if not stage1:

@@ -1,12 +1,10 @@
 """EVA-ViT-g image encoder for PaddlePaddle, as used by BLIP-2."""
 
-from ._threads import use_all_cores
+from ._shared import LayerNormFp32, LoadReport, assign_weights, use_all_cores
 from .config import EvaVitConfig
 from .formats import convert_state_dict, detect_layout, to_hf_state_dict
-from .loading import LoadReport, fit_to_config, load_pretrained
-from .model import EvaVisionTransformer, EvaVitOutput, LayerNormFp32, resize_position_embedding
-
-use_all_cores()
+from .loading import fit_to_config, load_pretrained
+from .model import EvaVisionTransformer, EvaVitOutput, resize_position_embedding
 
 __all__ = [
     "EvaVisionTransformer",
@@ -14,10 +12,12 @@ __all__ = [
     "EvaVitOutput",
     "LayerNormFp32",
     "LoadReport",
+    "assign_weights",
     "convert_state_dict",
     "detect_layout",
     "fit_to_config",
     "load_pretrained",
     "resize_position_embedding",
     "to_hf_state_dict",
+    "use_all_cores",
 ]

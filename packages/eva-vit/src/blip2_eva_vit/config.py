@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ._shared import config_from_dict
+
 
 @dataclass
 class EvaVitConfig:
@@ -64,8 +66,4 @@ class EvaVitConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvaVitConfig:
         """Build from our own keys; unknown keys are an error, so a typo is not silently dropped."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown EvaVitConfig keys: {unknown} (known: {sorted(names)})")
-        return cls(**values)
+        return config_from_dict(cls, values)

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import paddle
 
+from ._shared import LoadReport, assign_weights
 from .config import EvaVitConfig
 from .formats import convert_state_dict
 from .model import EvaVisionTransformer, resize_position_embedding
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadReport:
-    """What a load did not use (``unexpected``) and what it did not find (``missing``)."""
-
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 def _block_index(key: str) -> int | None:
@@ -58,19 +47,7 @@ def load_pretrained(model: EvaVisionTransformer, state_dict: dict[str, Any], lay
     """
     config = model.config
     converted, notes = fit_to_config(convert_state_dict(state_dict, config.num_heads, layout), config)
-    report = LoadReport(notes=notes)
-    params = model.state_dict()
-    for key, value in converted.items():
-        if key not in params:
-            report.unexpected.append(key)
-            continue
-        target = params[key]
-        if tuple(value.shape) != tuple(target.shape):
-            raise ValueError(
-                f"shape mismatch for {key}: checkpoint {tuple(value.shape)} vs model {tuple(target.shape)}"
-            )
-        target.set_value(paddle.to_tensor(value.astype(np.float32)).astype(target.dtype))
-    report.missing = sorted(set(params) - set(converted))
-    for note in report.notes:
-        logger.info(note)
+    report = assign_weights(model, converted)
+    report.notes = notes
+    report.log("vision encoder checkpoint", logging.INFO)
     return report

@@ -10,6 +10,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from ._shared import LayerNormFp32
 from .config import EvaVitConfig
 
 
@@ -23,15 +24,6 @@ class EvaVitOutput:
 
     last_hidden_state: paddle.Tensor
     hidden_states: tuple[paddle.Tensor, ...] | None = None
-
-
-class LayerNormFp32(nn.LayerNorm):
-    """LayerNorm that computes in float32 whatever the input dtype (fp16 statistics overflow)."""
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if x.dtype == paddle.float32:
-            return super().forward(x)
-        return super().forward(x.astype(paddle.float32)).astype(x.dtype)
 
 
 class DropPath(nn.Layer):

@@ -1,18 +1,18 @@
 """The BLIP-2 Q-Former and its stage-1 heads for PaddlePaddle; usable on any image features."""
 
-from ._threads import use_all_cores
+from ._shared import LayerNormFp32, LoadReport, assign_weights, use_all_cores
 from .config import QFormerConfig
 from .distributed import all_gather_with_grad, concat_all_gather, rank_and_world_size
 from .formats import convert_state_dict, detect_layout
-from .loading import LoadReport, load_pretrained
+from .loading import load_pretrained
 from .model import QFormer, QFormerOutput, padding_mask, prefix_causal_mask
 from .pretraining import FeatureOutput, PretrainingOutput, QFormerForPretraining, sample_hard_negatives
 
-use_all_cores()
-
 __all__ = [
     "FeatureOutput",
+    "LayerNormFp32",
     "LoadReport",
+    "assign_weights",
     "PretrainingOutput",
     "QFormer",
     "QFormerConfig",
@@ -27,4 +27,5 @@ __all__ = [
     "prefix_causal_mask",
     "rank_and_world_size",
     "sample_hard_negatives",
+    "use_all_cores",
 ]

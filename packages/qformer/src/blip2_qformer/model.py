@@ -9,6 +9,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from ._shared import LayerNormFp32
 from .config import QFormerConfig
 
 # BERT's additive mask value, kept for bit-level agreement with LAVIS and HF.
@@ -28,15 +29,6 @@ class QFormerOutput:
     last_hidden_state: paddle.Tensor
     past_key_values: tuple[KeyValue, ...] | None = None
     hidden_states: tuple[paddle.Tensor, ...] | None = None
-
-
-class LayerNormFp32(nn.LayerNorm):
-    """LayerNorm that computes in float32 whatever the input dtype."""
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if x.dtype == paddle.float32:
-            return super().forward(x)
-        return super().forward(x.astype(paddle.float32)).astype(x.dtype)
 
 
 class QFormerEmbeddings(nn.Layer):
