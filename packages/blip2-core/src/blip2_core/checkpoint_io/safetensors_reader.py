@@ -1,0 +1,83 @@
+"""Reading ``.safetensors`` files into numpy arrays, memory-mapped, bf16 included."""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bfloat16 import bf16_to_float32
+from .errors import CheckpointError
+
+_SAFETENSORS_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "BF16": "<u2",  # widened to float32 after reading
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U16": "<u2",
+    "U8": "u1",
+    "BOOL": "?",
+    "C64": "<c8",
+}
+_MAX_HEADER_BYTES = 100 * 2**20
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a ``.safetensors`` file into numpy arrays (bf16 widened to float32); no trust needed.
+
+    The file is memory-mapped: a tensor's bytes are read when it is used, so loading a 15 GB checkpoint
+    into a model does not hold a second 15 GB copy. Parsed here rather than with ``safetensors.numpy``,
+    which refuses bf16.
+    """
+    path = Path(path)
+    file_size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"{path}: too short to be a safetensors file")
+        (header_size,) = struct.unpack("<Q", prefix)
+        if header_size > min(_MAX_HEADER_BYTES, file_size - 8):
+            raise CheckpointError(f"{path}: not a safetensors file (header size {header_size})")
+        try:
+            header = json.loads(f.read(header_size))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{path}: not a safetensors file (bad header: {e})") from e
+        data_start = 8 + header_size
+        # the arrays keep the mapping alive; it outlives the file object
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if file_size > data_start else b""
+    state_dict = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        state_dict[name] = _read_tensor(mapped, path, name, info, data_start, file_size)
+    return state_dict
+
+
+def _read_tensor(mapped: Any, path: Path, name: str, info: Any, data_start: int, file_size: int) -> np.ndarray:
+    try:
+        dtype_name, shape, (begin, end) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: bad header entry for {name!r}: {info!r}") from e
+    if dtype_name not in _SAFETENSORS_DTYPES:
+        raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype_name}, which numpy cannot hold")
+    dtype = np.dtype(_SAFETENSORS_DTYPES[dtype_name])
+    count = math.prod(shape)
+    if end - begin != count * dtype.itemsize or begin < 0 or data_start + end > file_size:
+        raise CheckpointError(f"{path}: tensor {name!r} offsets {begin}..{end} do not fit shape {shape} {dtype_name}")
+    if count == 0:
+        return np.empty(shape, dtype=dtype.newbyteorder("="))
+    array = np.frombuffer(mapped, dtype=dtype, count=count, offset=data_start + begin).reshape(shape)
+    array = array.astype(dtype.newbyteorder("="), copy=False)
+    return bf16_to_float32(array) if dtype_name == "BF16" else array

@@ -1,0 +1,121 @@
+"""Writing a state dict as safetensors in HF's layout: one file, or shards plus an index; each file atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from .file_names import SAFETENSORS_INDEX_NAME, SAFETENSORS_NAME
+
+
+def write_safetensors(
+    state_dict: Mapping[str, np.ndarray],
+    directory: str | os.PathLike,
+    max_shard_size: int | str = "5GB",
+    metadata: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """Write ``state_dict`` into ``directory`` in HF's layout; return the files written.
+
+    One ``model.safetensors`` when the tensors fit in ``max_shard_size`` (bytes, or a string like ``"5GB"`` /
+    ``"500MiB"``), else shards ``model-00001-of-0000N.safetensors`` plus ``model.safetensors.index.json``. A
+    tensor larger than the limit gets a shard of its own. Earlier files of either layout in ``directory`` are
+    removed first, so a loader cannot pick up a stale one. ``metadata`` is stored in each file's header; by
+    default there is none, which both HF transformers and PaddleNLP accept (each rejects the other's
+    ``format`` tag).
+    """
+    limit = parse_size(max_shard_size)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {name: _writable_array(name, value) for name, value in state_dict.items()}
+
+    shards: list[dict[str, np.ndarray]] = [{}]
+    shard_bytes = 0
+    for name, array in arrays.items():
+        if shards[-1] and shard_bytes + array.nbytes > limit:
+            shards.append({})
+            shard_bytes = 0
+        shards[-1][name] = array
+        shard_bytes += array.nbytes
+
+    for stale in [directory / SAFETENSORS_NAME, directory / SAFETENSORS_INDEX_NAME, *_shard_files(directory)]:
+        stale.unlink(missing_ok=True)
+
+    header_metadata = dict(metadata) if metadata is not None else None
+    if len(shards) == 1:
+        target = directory / SAFETENSORS_NAME
+        _atomic_save(shards[0], target, header_metadata)
+        return [target]
+
+    written = []
+    weight_map = {}
+    for number, shard in enumerate(shards, start=1):
+        target = directory / f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+        _atomic_save(shard, target, header_metadata)
+        weight_map.update(dict.fromkeys(shard, target.name))
+        written.append(target)
+    index = {"metadata": {"total_size": sum(a.nbytes for a in arrays.values())}, "weight_map": weight_map}
+    index_path = directory / SAFETENSORS_INDEX_NAME
+    tmp = index_path.with_name(index_path.name + ".tmp")
+    tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, index_path)
+    return [*written, index_path]
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes in ``size``: an int, or a string like ``"5GB"`` (decimal, as HF uses) or ``"4GiB"`` (binary)."""
+    if isinstance(size, int):
+        value = size
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(size))
+        if not match or match.group(2).upper() not in _SIZE_UNITS:
+            raise ValueError(f"cannot read a size from {size!r}; use bytes or e.g. '5GB', '500MiB'")
+        value = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+    if value <= 0:
+        raise ValueError(f"max_shard_size must be positive, got {size!r}")
+    return value
+
+
+def _writable_array(name: str, value: Any) -> np.ndarray:
+    if not isinstance(name, str):
+        raise TypeError(f"state dict keys must be strings, got {name!r}")
+    array = np.asarray(value)
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"{name}: cannot write dtype {array.dtype} to safetensors")
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    # save_file writes the raw buffer, so views must be compacted; np.require keeps 0-d arrays 0-d.
+    return np.require(array, requirements="C")
+
+
+def _shard_files(directory: Path) -> Iterable[Path]:
+    return (
+        p for p in directory.glob("model-*-of-*.safetensors") if re.fullmatch(r"model-\d+-of-\d+\.safetensors", p.name)
+    )
+
+
+def _atomic_save(tensors: dict[str, np.ndarray], target: Path, metadata: dict[str, str] | None) -> None:
+    # Written under a temporary name and renamed, so a reader never sees half a file.
+    tmp = target.with_name(target.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, target)
