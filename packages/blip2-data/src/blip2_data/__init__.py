@@ -2,7 +2,16 @@
 
 from .collator import IGNORE_INDEX, Blip2Collator, pad_sequences
 from .datasets import Blip2Dataset, ConcatDataset, concat_datasets
-from .download import DATASET_SOURCES, RemoteFile, blip2_home, download_file, prepare_dataset
+from .download import (
+    DATASET_SOURCES,
+    IncompleteDownloadError,
+    RemoteFile,
+    blip2_home,
+    download_file,
+    is_offline,
+    is_retryable,
+    prepare_dataset,
+)
 from .errors import BadSampleError, ChecksumError, DatasetError, DatasetNotAvailableError
 from .image import (
     CAPTION_EVAL_IMAGE_SIZE,
@@ -35,6 +44,7 @@ __all__ = [
     "IGNORE_INDEX",
     "ImageProcessor",
     "ImageProcessorConfig",
+    "IncompleteDownloadError",
     "PRETRAIN_IMAGE_SIZE",
     "RemoteFile",
     "TextProcessor",
@@ -44,6 +54,8 @@ __all__ = [
     "blip2_home",
     "concat_datasets",
     "download_file",
+    "is_offline",
+    "is_retryable",
     "load_dataset",
     "load_image",
     "pad_sequences",

@@ -1,9 +1,13 @@
-"""Downloading datasets into ``$BLIP2_HOME/datasets`` (default ``~/.cache/blip2/datasets``).
+"""Downloading into ``$BLIP2_HOME`` (default ``~/.cache/blip2``): the project's one resumable downloader.
 
-Each file is fetched into ``<name>.part`` (resumed with an HTTP Range request if a previous run was cut off),
-checked against its expected size and checksum, and only then renamed to its final name, so a file that exists
-under its final name is complete. A file lock around each file keeps parallel ranks from fetching it twice.
-Archives are extracted once (a marker file records it) and then deleted.
+:func:`download_file` fetches a URL into ``<name>.part`` (resumed with an HTTP Range request if a previous run was
+cut off), checks it against its expected size and checksum, and only then renames it to its final name, so a file
+that exists under its final name is complete. A file lock around each file keeps parallel ranks from fetching it
+twice. blip2-core fetches its release checkpoints with it too, and shares :func:`blip2_home` and
+:func:`is_offline`, so models and datasets follow one cache root and one offline rule.
+
+Datasets go to ``$BLIP2_HOME/datasets`` (:func:`prepare_dataset`); archives are extracted once (a marker file
+records it) and then deleted.
 
 Checksums: the COCO 2014 image archives' md5 sums are the ones LAVIS's download scripts publish. For the LAVIS
 annotation files and the Visual Genome archives no checksum is published that we could verify, so they are
@@ -17,6 +21,7 @@ import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
@@ -27,10 +32,38 @@ from tqdm import tqdm
 from .errors import ChecksumError, DatasetNotAvailableError
 
 CHUNK_BYTES = 1 << 20
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "BLIP2_OFFLINE")
+# Statuses worth running again for; any other HTTP error (404, 403, ...) will not go away by itself.
+RETRYABLE_HTTP_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class IncompleteDownloadError(OSError):
+    """The transfer stopped before the announced size; the ``.part`` file is kept and the next call resumes it."""
+
+    def __init__(self, message: str, received: int | None = None, expected: int | None = None) -> None:
+        # One positional argument, like the errors in blip2_data.errors: re-raising type(e)(message) must work.
+        super().__init__(message)
+        self.received = received
+        self.expected = expected
 
 
 def blip2_home() -> Path:
-    return Path(os.environ.get("BLIP2_HOME", Path.home() / ".cache" / "blip2")).expanduser()
+    """``$BLIP2_HOME``, default ``~/.cache/blip2``; an empty ``BLIP2_HOME`` counts as unset."""
+    return Path(os.environ.get("BLIP2_HOME") or Path.home() / ".cache" / "blip2").expanduser()
+
+
+def is_offline() -> bool:
+    """Whether downloads are off: ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE`` or ``BLIP2_OFFLINE`` is 1/true/yes/on.
+
+    Read at each call, so a process can switch it. HF's variables count too, so that one setting stops model
+    and dataset downloads alike.
+    """
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE_VARIABLES)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether a failed download may succeed when run again: a network failure or a transient HTTP status."""
+    return not isinstance(error, HTTPError) or error.code in RETRYABLE_HTTP_STATUSES
 
 
 def datasets_home() -> Path:
@@ -138,10 +171,6 @@ DATASET_SOURCES: dict[str, tuple[str, dict[str, SplitSource]]] = {
 }
 
 
-def _offline() -> bool:
-    return os.environ.get("BLIP2_OFFLINE", "").lower() in ("1", "true", "yes")
-
-
 def _parse_checksum(text: str) -> tuple[str, str]:
     algorithm, _, digest = text.partition(":")
     if algorithm not in ("md5", "sha256") or not digest:
@@ -164,25 +193,31 @@ def _fetch(url: str, part: Path, *, progress: bool, timeout: float) -> int | Non
     try:
         response = urlopen(request, timeout=timeout)
     except HTTPError as e:
-        if e.code == 416 and offset:  # nothing left past our offset: the part file is already complete
-            return None
+        # 416: nothing past our offset. The part file is whole only if the server's total is our size;
+        # a different total (the file changed) or none at all: start over.
+        if e.code == 416 and offset:
+            announced = e.headers.get("Content-Range", "").rpartition("/")[2]
+            if announced.isdigit() and int(announced) == offset:
+                return offset
+            part.unlink()
+            return _fetch(url, part, progress=progress, timeout=timeout)
         raise
     with response:
-        length = response.headers.get("Content-Length")
-        resumed = offset and response.status == 206
-        if resumed:
-            # "bytes 100-999/1000": the server must continue exactly where our file ends.
+        if offset and response.status == 206:
+            # "bytes <start>-<end>/<total>": the server must continue exactly where our file ends.
             content_range = response.headers.get("Content-Range", "")
-            start, _, total_text = content_range.removeprefix("bytes ").partition("-")
-            if start != str(offset):
+            span, _, total_text = content_range.removeprefix("bytes ").partition("/")
+            if span.partition("-")[0] != str(offset):
                 raise OSError(f"{url}: server resumed at {content_range!r}, expected byte {offset}")
-            total = total_text.partition("/")[2]
-            total = int(total) if total.isdigit() else None
+            total = int(total_text) if total_text.isdigit() else None
+            mode = "ab"
         else:
-            offset = 0  # the server ignored the Range header: start over
-            total = int(length) if length is not None else None
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            offset = 0  # a fresh download, or a server that ignored the Range header: start over
+            mode = "wb"
         with (
-            open(part, "ab" if resumed else "wb") as out,
+            open(part, mode) as out,
             tqdm(
                 total=total,
                 initial=offset,
@@ -211,8 +246,10 @@ def download_file(
 ) -> Path:
     """Fetch ``url`` to ``destination`` unless it is already there; resumable, verified, locked.
 
-    Raises :class:`ChecksumError` (and deletes the partial file) when the size or checksum is wrong, and
-    ``OSError`` (keeping the partial file to resume from) when the transfer stops early.
+    Raises :class:`ChecksumError` (and deletes the partial file) when the size or checksum is wrong,
+    :class:`IncompleteDownloadError` (keeping the partial file to resume from) when the transfer stops early, and
+    the network's own errors (``URLError``, ``HTTPError``, ...; see :func:`is_retryable`) otherwise. It does not
+    consult :func:`is_offline`: callers do, so that each can say where to place the file by hand.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -225,7 +262,9 @@ def download_file(
         got = part.stat().st_size
         expected = size if size is not None else announced
         if expected is not None and got < expected:
-            raise OSError(f"{url}: download stopped at {got} of {expected} bytes; run again to resume from {part}")
+            raise IncompleteDownloadError(
+                f"{url}: download stopped at {got} of {expected} bytes; run again to resume from {part}", got, expected
+            )
         problems = []
         if expected is not None and got != expected:
             problems.append(f"size {got} bytes, expected {expected}")
@@ -267,8 +306,8 @@ def prepare_dataset(
 ) -> list[list]:
     """Make sure ``name``'s files for ``splits`` are on disk; return ``data_files`` for :func:`load_dataset`.
 
-    Offline (``download=False``, ``BLIP2_OFFLINE=1``, or no network), raises :class:`DatasetNotAvailableError`
-    listing each missing file, its URL and where to put it.
+    Offline (``download=False``, :func:`is_offline`, or no network), raises :class:`DatasetNotAvailableError`
+    listing each missing file, its URL and where to put it; nothing is requested when offline.
     """
     if name not in DATASET_SOURCES:
         raise DatasetNotAvailableError(f"no download sources for {name!r}; pass data_files=[[image_root, json, split]]")
@@ -285,7 +324,7 @@ def prepare_dataset(
                 needed.append(remote)
 
     failures = []
-    if download and not _offline():
+    if download and not is_offline():
         for remote in needed:
             md5, sha256 = remote.md5, remote.sha256
             if remote.name in checksums:
@@ -295,7 +334,7 @@ def prepare_dataset(
                 path = download_file(
                     remote.url, root / remote.path, md5=md5, sha256=sha256, size=remote.size, progress=progress
                 )
-            except (URLError, OSError) as e:
+            except (URLError, HTTPException, OSError) as e:
                 if isinstance(e, ChecksumError):
                     raise
                 failures.append((remote, e))
@@ -314,6 +353,8 @@ def prepare_dataset(
                 what += f" (it is extracted into {root / remote.extract_to}; or extract it there yourself and create {root / remote.extract_to / ('.extracted-' + remote.name)})"
             if error is not None:
                 what += f"\n    failed: {type(error).__name__}: {error}"
+                if not is_retryable(error):
+                    what += " (running again will not help: check the URL)"
             lines.append("  " + what)
         raise DatasetNotAvailableError(
             f"{name} {list(splits)} is not available offline. Place these files (or pass "
