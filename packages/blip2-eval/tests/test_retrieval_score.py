@@ -1,0 +1,63 @@
+"""Retrieval recall against a brute-force count on random similarity matrices; LAVIS's top-k re-ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blip2_eval.retrieval_score import rerank_top_k, retrieval_metrics
+
+
+def brute_force(scores_i2t, scores_t2i, image_to_texts, text_to_image):
+    """Count, for each query, how many candidates score strictly higher than its best ground truth."""
+
+    def hit(row_scores, targets, k):
+        best = max(row_scores[t] for t in targets)
+        better = sum(1 for s in row_scores if s > best)
+        return better < k
+
+    out = {}
+    for k in (1, 5, 10):
+        out[f"txt_r{k}"] = 100 * sum(hit(s, t, k) for s, t in zip(scores_i2t, image_to_texts)) / len(scores_i2t)
+        out[f"img_r{k}"] = 100 * sum(hit(s, [t], k) for s, t in zip(scores_t2i, text_to_image)) / len(scores_t2i)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_recall_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    images, per_image = 40, 5
+    texts = images * per_image
+    text_to_image = rng.permutation(np.repeat(np.arange(images), per_image))
+    image_to_texts = [np.flatnonzero(text_to_image == i).tolist() for i in range(images)]
+    # a signal so that recalls are neither 0 nor 100
+    signal = (text_to_image[None, :] == np.arange(images)[:, None]) * rng.uniform(0, 3)
+    scores_i2t = rng.normal(size=(images, texts)) + signal
+    scores_t2i = rng.normal(size=(texts, images)) + signal.T
+    ours = retrieval_metrics(scores_i2t, scores_t2i, image_to_texts, text_to_image)
+    expected = brute_force(scores_i2t, scores_t2i, image_to_texts, text_to_image)
+    for key, value in expected.items():
+        assert ours[key] == pytest.approx(value), key
+    assert ours["txt_r_mean"] == pytest.approx((expected["txt_r1"] + expected["txt_r5"] + expected["txt_r10"]) / 3)
+    assert ours["r_mean"] == pytest.approx((ours["txt_r_mean"] + ours["img_r_mean"]) / 2)
+
+
+def test_perfect_and_reversed_scores():
+    eye = np.eye(12)
+    perfect = retrieval_metrics(eye, eye, [[i] for i in range(12)], list(range(12)))
+    assert perfect["txt_r1"] == perfect["img_r1"] == perfect["r_mean"] == 100.0
+    worst = retrieval_metrics(-eye, -eye, [[i] for i in range(12)], list(range(12)))
+    assert worst["txt_r10"] == worst["img_r10"] == 0.0
+
+
+def test_rerank_top_k_combines_itm_and_itc_on_the_top_k_only():
+    itc = np.array([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.1, 0.7]], dtype=np.float32)
+    asked = []
+
+    def itm(row, columns):
+        asked.append((row, list(columns)))
+        return np.full(len(columns), 10.0 * (row + 1))
+
+    combined = rerank_top_k(itc, 2, itm)
+    assert asked == [(0, [0, 2]), (1, [1, 3])]
+    np.testing.assert_allclose(combined, [[10.9, -100, 10.5, -100], [-100, 20.8, -100, 20.7]], rtol=1e-6)
