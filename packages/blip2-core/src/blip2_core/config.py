@@ -18,9 +18,8 @@ from blip2_eva_vit import EvaVitConfig
 from blip2_qformer import QFormerConfig
 
 from .formats import hf, paddlemix
+from .text_config import TextConfig
 
-DECODER_ONLY_TYPES = ("opt",)
-ENCODER_DECODER_TYPES = ("t5",)
 FORMAT_NAME = "blip2-paddle"
 
 
@@ -30,8 +29,8 @@ class Blip2Config:
 
     vision_config: EvaVitConfig = field(default_factory=EvaVitConfig)
     qformer_config: QFormerConfig = field(default_factory=lambda: QFormerConfig(has_text_input=False))
-    # The LLM's config in HF's form (model_type "opt" or "t5"); None for a stage-1 model.
-    text_config: dict[str, Any] | None = None
+    # The LLM's config (model_type "opt" or "t5"); None for a stage-1 model. A dict in HF's form is accepted.
+    text_config: TextConfig | None = None
     # Where the LLM's weights and tokenizer live when they are not in this checkpoint (seed's "text_config").
     text_name_or_path: str | None = None
     image_token_index: int | None = None
@@ -42,17 +41,21 @@ class Blip2Config:
     # Layout of the weights beside this config: "native" (ours), "hf", "lavis" or "paddlemix".
     weights_layout: str = "native"
 
+    def __post_init__(self) -> None:
+        if isinstance(self.text_config, dict):
+            self.text_config = TextConfig.from_dict(self.text_config)
+
     @property
     def num_query_tokens(self) -> int:
         return self.qformer_config.num_query_tokens
 
     @property
     def use_decoder_only_language_model(self) -> bool:
-        return self.text_config is not None and self.text_config.get("model_type") in DECODER_ONLY_TYPES
+        return self.text_config is not None and self.text_config.is_decoder_only
 
     @property
     def llm_type(self) -> str | None:
-        return self.text_config.get("model_type") if self.text_config else None
+        return self.text_config.model_type if self.text_config else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,7 +63,7 @@ class Blip2Config:
             "model_type": "blip-2",
             "vision_config": self.vision_config.to_dict(),
             "qformer_config": self.qformer_config.to_dict(),
-            "text_config": self.text_config,
+            "text_config": self.text_config.to_dict() if self.text_config else None,
             "text_name_or_path": self.text_name_or_path,
             "num_query_tokens": self.num_query_tokens,
             "use_decoder_only_language_model": self.use_decoder_only_language_model,

@@ -12,99 +12,89 @@ from typing import Any
 import paddle
 from paddle import nn
 
+from .text_config import TextConfig
+
 Cache = Any  # paddlenlp's per-layer caches (namedtuples / tuples of [batch, heads, length, head_dim] tensors)
 
 
-def _opt_config(text: dict[str, Any]):
+def _opt_config(text: TextConfig):
     from paddlenlp.transformers import OPTConfig
 
-    if text.get("activation_function", "relu") != "relu":
-        raise ValueError(f"paddlenlp's OPT supports relu only, not {text['activation_function']!r}")
-    if not text.get("do_layer_norm_before", True):
+    if text.activation_function != "relu":
+        raise ValueError(f"paddlenlp's OPT supports relu only, not {text.activation_function!r}")
+    if not text.do_layer_norm_before:
         raise ValueError("post-norm OPT (opt-350m) is not supported by paddlenlp's OPT; BLIP-2 uses 2.7b / 6.7b")
-    hidden = text["hidden_size"]
-    if text.get("word_embed_proj_dim", hidden) != hidden:
+    if text.word_embed_proj_dim not in (None, text.hidden_size):
         raise ValueError("OPT with word_embed_proj_dim != hidden_size (opt-350m) is not supported")
     return OPTConfig(
-        vocab_size=text["vocab_size"],
-        hidden_size=hidden,
-        word_embed_proj_dim=hidden,
-        num_hidden_layers=text["num_hidden_layers"],
-        intermediate_size=text["ffn_dim"],
-        num_attention_heads=text["num_attention_heads"],
-        max_position_embeddings=text["max_position_embeddings"],
+        vocab_size=text.vocab_size,
+        hidden_size=text.hidden_size,
+        word_embed_proj_dim=text.hidden_size,
+        num_hidden_layers=text.num_hidden_layers,
+        intermediate_size=text.ffn_dim,
+        num_attention_heads=text.num_attention_heads,
+        max_position_embeddings=text.max_position_embeddings,
         normalize_before=True,
         hidden_act="relu",
-        hidden_dropout_prob=text.get("dropout", 0.1),
-        attention_probs_dropout_prob=text.get("attention_dropout", 0.0),
-        enable_bias=text.get("enable_bias", True),
-        pad_token_id=text.get("pad_token_id", 1),
-        bos_token_id=text.get("bos_token_id", 2),
-        eos_token_id=text.get("eos_token_id", 2),
+        hidden_dropout_prob=text.dropout,
+        attention_probs_dropout_prob=text.attention_dropout,
+        enable_bias=text.enable_bias,
+        pad_token_id=text.pad_token_id,
+        bos_token_id=text.bos_token_id,
+        eos_token_id=text.eos_token_id,
     )
 
 
-def _t5_config(text: dict[str, Any]):
+def _t5_config(text: TextConfig):
     from paddlenlp.transformers import T5Config
 
     return T5Config(
-        vocab_size=text["vocab_size"],
-        d_model=text["d_model"],
-        d_kv=text["d_kv"],
-        d_ff=text["d_ff"],
-        num_layers=text["num_layers"],
-        num_decoder_layers=text.get("num_decoder_layers") or text["num_layers"],
-        num_heads=text["num_heads"],
-        relative_attention_num_buckets=text.get("relative_attention_num_buckets", 32),
-        relative_attention_max_distance=text.get("relative_attention_max_distance", 128),
-        dropout_rate=text.get("dropout_rate", 0.1),
-        layer_norm_epsilon=text.get("layer_norm_epsilon", 1e-6),
-        feed_forward_proj=text.get("feed_forward_proj", "gated-gelu"),
-        tie_word_embeddings=text.get("tie_word_embeddings", False),
-        pad_token_id=text.get("pad_token_id", 0),
-        eos_token_id=text.get("eos_token_id", 1),
-        bos_token_id=text.get("bos_token_id", 1),
-        decoder_start_token_id=text.get("decoder_start_token_id", 0),
+        vocab_size=text.vocab_size,
+        d_model=text.d_model,
+        d_kv=text.d_kv,
+        d_ff=text.d_ff,
+        num_layers=text.num_layers,
+        num_decoder_layers=text.num_decoder_layers or text.num_layers,
+        num_heads=text.num_heads,
+        relative_attention_num_buckets=text.relative_attention_num_buckets,
+        relative_attention_max_distance=text.relative_attention_max_distance,
+        dropout_rate=text.dropout_rate,
+        layer_norm_epsilon=text.layer_norm_epsilon,
+        feed_forward_proj=text.feed_forward_proj,
+        tie_word_embeddings=text.tie_word_embeddings,
+        pad_token_id=text.pad_token_id,
+        eos_token_id=text.eos_token_id,
+        bos_token_id=text.bos_token_id if text.bos_token_id is not None else 1,  # paddlenlp's T5Config default
+        decoder_start_token_id=text.decoder_start_token_id,
     )
-
-
-# HF's config.json leaves out values equal to the model class's defaults: these are OPTConfig's and T5Config's.
-TOKEN_DEFAULTS = {
-    "opt": {"pad_token_id": 1, "bos_token_id": 2, "eos_token_id": 2},
-    "t5": {"pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0},
-}
 
 
 class LanguageModel(nn.Layer):
     """paddlenlp ``OPTForCausalLM`` (decoder-only) or ``T5ForConditionalGeneration`` (encoder-decoder)."""
 
-    def __init__(self, text_config: dict[str, Any]) -> None:
+    def __init__(self, text_config: TextConfig) -> None:
         super().__init__()
-        model_type = text_config.get("model_type")
-        text_config = {**TOKEN_DEFAULTS.get(model_type, {}), **{k: v for k, v in text_config.items() if v is not None}}
         self.text_config = text_config
-        if model_type == "opt":
+        self.is_decoder_only = text_config.is_decoder_only
+        self.hidden_size = text_config.width
+        if text_config.is_decoder_only:
             from paddlenlp.transformers import OPTForCausalLM
 
             self.model = OPTForCausalLM(_opt_config(text_config))
-            self.is_decoder_only = True
-            self.hidden_size = text_config["hidden_size"]
-        elif model_type == "t5":
+        else:
             from paddlenlp.transformers import T5ForConditionalGeneration
 
             self.model = T5ForConditionalGeneration(_t5_config(text_config))
-            self.is_decoder_only = False
-            self.hidden_size = text_config["d_model"]
-            if text_config.get("dense_act_fn", "gelu_new") == "gelu":
+            if text_config.dense_act_fn == "gelu":
                 self._use_exact_gelu()
-            self._use_max_distance(text_config.get("relative_attention_max_distance", 128))
-        else:
-            raise ValueError(f"unsupported language model type {model_type!r}: BLIP-2 uses 'opt' or 't5'")
-        self.vocab_size = text_config["vocab_size"]
-        self.pad_token_id = text_config.get("pad_token_id")
-        self.bos_token_id = text_config.get("bos_token_id")
-        self.eos_token_id = text_config.get("eos_token_id")
-        self.decoder_start_token_id = text_config.get("decoder_start_token_id", self.pad_token_id)
+            self._use_max_distance(text_config.relative_attention_max_distance)
+        self.vocab_size = text_config.vocab_size
+        self.pad_token_id = text_config.pad_token_id
+        self.bos_token_id = text_config.bos_token_id
+        self.eos_token_id = text_config.eos_token_id
+        self.decoder_start_token_id = (
+            text_config.decoder_start_token_id if text_config.decoder_start_token_id is not None else self.pad_token_id
+        )
 
     def _use_exact_gelu(self) -> None:
         # paddlenlp's gated-gelu T5 FFN is hard-wired to gelu_new; BLIP-2's FlanT5 uses the exact GELU

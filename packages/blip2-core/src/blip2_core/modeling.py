@@ -7,14 +7,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from blip2_eva_vit import EvaVisionTransformer
+from blip2_data import VQA_PROMPT
+from blip2_eva_vit import EvaVisionTransformer, LoadReport
 from blip2_qformer import QFormer, QFormerForPretraining
 
 from .config import Blip2Config
@@ -22,7 +23,7 @@ from .generation import GenerationConfig, generate
 from .language_model import LanguageModel, reorder_cache
 from .pretrained import load_pretrained, save_pretrained
 
-VQA_PROMPT = "Question: {} Answer:"
+ModelT = TypeVar("ModelT", bound="_Blip2Model")
 
 
 @dataclass
@@ -52,11 +53,13 @@ def token_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.
 class _Blip2Model:
     """What both BLIP-2 models share: loading, saving, and a frozen image encoder that stays in eval mode."""
 
-    blip2_config: Blip2Config
+    config: Blip2Config
     vision_model: EvaVisionTransformer
+    # What from_pretrained did not load (missing) or did not use (unexpected); None for a model built in code.
+    load_report: LoadReport | None
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
+    def from_pretrained(cls: type[ModelT], name_or_path: str | os.PathLike, **kwargs: Any) -> ModelT:
         """Load by known name, local path or Hub repo id (see ``blip2_core.pretrained.load_pretrained``)."""
         return load_pretrained(cls, name_or_path, **kwargs)
 
@@ -66,7 +69,7 @@ class _Blip2Model:
 
     def train(self):
         super().train()
-        if self.blip2_config.freeze_vit:
+        if self.config.freeze_vit:
             self.vision_model.eval()  # a frozen encoder keeps its eval behaviour (no dropout, no drop path)
         return self
 
@@ -80,7 +83,8 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
             raise ValueError(
                 "Blip2ForConditionalGeneration needs a text_config (the LLM); for stage 1 use Blip2Qformer"
             )
-        self.config = self.blip2_config = config
+        self.config = config
+        self.load_report = None
         self.vision_model = EvaVisionTransformer(config.vision_config)
         self.qformer = QFormer(config.qformer_config)
         self.language_model = LanguageModel(config.text_config)
@@ -336,7 +340,8 @@ class Blip2Qformer(_Blip2Model, QFormerForPretraining):
         if not config.qformer_config.has_text_input:
             raise ValueError("stage 1 needs the Q-Former's text parts: qformer_config.has_text_input=True")
         super().__init__(config.qformer_config)
-        self.blip2_config = config
+        self.config = config  # the whole model's, as on Blip2ForConditionalGeneration (the Q-Former keeps its own)
+        self.load_report = None
         self.vision_model = EvaVisionTransformer(config.vision_config)
         if config.freeze_vit:
             self.vision_model.freeze()

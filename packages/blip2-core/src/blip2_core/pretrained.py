@@ -9,12 +9,13 @@ naming the LLM).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,8 +28,10 @@ from .config import Blip2Config
 from .formats import convert_state_dict
 from .formats.hf import llm_from_hf
 from .generation import GenerationConfig
+from .text_config import TextConfig
 
 logger = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT")
 
 CONFIG_FILE = "config.json"
 GENERATION_CONFIG_FILE = "generation_config.json"
@@ -78,33 +81,37 @@ def _llm_weights(text_name_or_path: str, llm_type: str, trust_pickle: bool) -> d
     return {"language_model." + k: v for k, v in llm_from_hf(sd, llm_type).items()}
 
 
-def _text_config(text_name_or_path: str) -> dict[str, Any]:
+def _text_config(text_name_or_path: str) -> TextConfig:
     path = hub.resolve(text_name_or_path, allow_patterns=["config.json"])
     config_file = path / CONFIG_FILE if path.is_dir() else path
-    return json.loads(config_file.read_text())
+    try:
+        return TextConfig.from_dict(json.loads(config_file.read_text()))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{config_file}: not an OPT or T5 config.json ({error})") from error
 
 
 def load_pretrained(
-    model_class: type,
+    model_class: type[ModelT],
     name_or_path: str | os.PathLike,
     config: Blip2Config | None = None,
     text_name_or_path: str | None = None,
     trust_pickle: bool = False,
     dtype: str | None = None,
-) -> Any:
+) -> ModelT:
     """Build ``model_class`` (``Blip2ForConditionalGeneration`` or ``Blip2Qformer``) and load its weights."""
     stage1 = issubclass(model_class, QFormerForPretraining)  # the Q-Former keeps its text parts and heads
     source, entry = _locate(name_or_path, trust_pickle)
     config_file = source.path / CONFIG_FILE if source.path.is_dir() else None
-    if config is None:
-        if config_file is not None and config_file.exists():
-            config = Blip2Config.from_file(config_file, stage1=stage1)
-        elif stage1:
-            config = Blip2Config(qformer_config=dataclasses.replace(Blip2Config().qformer_config, has_text_input=True))
-        elif entry is None and text_name_or_path is None:
-            raise ValueError(f"{source.path} has no config.json: pass config= or text_name_or_path= (the LLM)")
-        else:
-            config = Blip2Config()
+    if config is not None:
+        config = copy.deepcopy(config)  # filled in below; the caller's object stays as it was
+    elif config_file is not None and config_file.exists():
+        config = Blip2Config.from_file(config_file, stage1=stage1)
+    elif stage1:
+        config = Blip2Config(qformer_config=dataclasses.replace(Blip2Config().qformer_config, has_text_input=True))
+    elif entry is None and text_name_or_path is None:
+        raise ValueError(f"{source.path} has no config.json: pass config= or text_name_or_path= (the LLM)")
+    else:
+        config = Blip2Config()
     if entry is not None:
         config = _apply_entry(config, entry, stage1)
     if text_name_or_path:
@@ -201,7 +208,7 @@ def _generation_config(
     elif (
         config.llm_type == "opt"
         and (config.weights_layout in ("lavis", "paddlemix") or entry is not None)
-        and config.text_config.get("vocab_size", 0) > OPT_NEWLINE  # OPT's own vocabulary, where 50118 is "\n"
+        and config.text_config.vocab_size > OPT_NEWLINE  # OPT's own vocabulary, where 50118 is "\n"
     ):
         values = {"eos_token_id": (OPT_NEWLINE,)}
     return dataclasses.replace(default, **values) if values else default
@@ -222,7 +229,7 @@ def save_pretrained(
     """Our config.json, generation_config.json and safetensors weights (+ tokenizer / image processor files)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config: Blip2Config = model.blip2_config
+    config: Blip2Config = model.config
     config.save(directory)
     if hasattr(model, "generation_config"):
         fields = dataclasses.asdict(model.generation_config)

@@ -94,7 +94,7 @@ class QFormerForPretraining(nn.Layer):
         super().__init__()
         if not config.has_text_input:
             raise ValueError("stage-1 pretraining needs a Q-Former with text input (has_text_input=True)")
-        self.config = dataclasses.replace(config)
+        self.config = dataclasses.replace(config)  # a subclass may put a larger config here: read self.qformer's
         self.qformer = QFormer(config)
         self.vision_proj = nn.Linear(config.hidden_size, config.embed_dim)
         self.text_proj = nn.Linear(config.hidden_size, config.embed_dim)
@@ -127,7 +127,7 @@ class QFormerForPretraining(nn.Layer):
             use_queries=True,
             image_embeds_normalized=True,
         )
-        return out.last_hidden_state[:, : self.config.num_query_tokens]
+        return out.last_hidden_state[:, : self.qformer.config.num_query_tokens]
 
     @paddle.no_grad()
     def extract_features(
@@ -265,7 +265,8 @@ class QFormerForPretraining(nn.Layer):
         self, query_out: QFormerOutput, input_ids: paddle.Tensor, attention_mask: paddle.Tensor
     ) -> paddle.Tensor:
         decoder_ids = paddle.concat(
-            [paddle.full([input_ids.shape[0], 1], self.config.bos_token_id, input_ids.dtype), input_ids[:, 1:]], axis=1
+            [paddle.full([input_ids.shape[0], 1], self.qformer.config.bos_token_id, input_ids.dtype), input_ids[:, 1:]],
+            axis=1,
         )
         logits = self.itg_logits(query_out, decoder_ids, attention_mask)[:, :-1]
         labels = paddle.where(
