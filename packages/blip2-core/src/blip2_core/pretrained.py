@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from blip2_eva_vit import fit_to_config
+from blip2_eva_vit import cast_floating_point, fit_to_config
 from blip2_qformer import QFormerForPretraining, assign_weights
 
 from . import hub, model_names
@@ -218,8 +218,8 @@ def cast(model: Any, dtype: str) -> Any:
     """Vision encoder and LLM to ``dtype`` ("float16" / "bfloat16"); LayerNorms and the Q-Former stay float32."""
     model.vision_model.cast(dtype)
     if hasattr(model, "language_model"):
-        model.language_model._to_impl(dtype=dtype, floating_only=True)
-        model.language_projection._to_impl(dtype=dtype, floating_only=True)
+        cast_floating_point(model.language_model, dtype)
+        cast_floating_point(model.language_projection, dtype)
     return model
 
 

@@ -4,7 +4,7 @@ from ._shared import LayerNormFp32, LoadReport, assign_weights, use_all_cores
 from .config import EvaVitConfig
 from .formats import convert_state_dict, detect_layout, to_hf_state_dict
 from .loading import fit_to_config, load_pretrained
-from .model import EvaVisionTransformer, EvaVitOutput, resize_position_embedding
+from .model import EvaVisionTransformer, EvaVitOutput, cast_floating_point, resize_position_embedding
 
 __all__ = [
     "EvaVisionTransformer",
@@ -13,6 +13,7 @@ __all__ = [
     "LayerNormFp32",
     "LoadReport",
     "assign_weights",
+    "cast_floating_point",
     "convert_state_dict",
     "detect_layout",
     "fit_to_config",

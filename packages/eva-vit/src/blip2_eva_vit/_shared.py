@@ -145,5 +145,5 @@ def use_all_cores() -> int:
     """
     threads = thread_count(user_omp_threads=user_omp_threads())
     os.environ["BLIP2_NUM_THREADS"] = str(threads)
-    paddle.base.core.set_num_threads(threads)
+    paddle.base.core.set_num_threads(threads)  # paddle 3 has no public call for the CPU thread count
     return threads

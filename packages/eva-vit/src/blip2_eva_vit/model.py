@@ -209,15 +209,24 @@ class EvaVisionTransformer(nn.Layer):
 
     def cast(self, dtype: str | paddle.dtype) -> EvaVisionTransformer:
         """Cast weights to ``dtype`` (e.g. "float16", "bfloat16"), keeping LayerNorms in float32."""
-        for layer in self.sublayers(include_self=True):
-            if isinstance(layer, nn.LayerNorm):
-                continue
-            layer._to_impl(dtype=dtype, include_sublayers=False, floating_only=True)
-        return self
+        return cast_floating_point(self, dtype, keep=(nn.LayerNorm,))
 
     @property
     def dtype(self) -> paddle.dtype:
         return self.patch_embed.weight.dtype
+
+
+def cast_floating_point(model: nn.Layer, dtype: str | paddle.dtype, keep: tuple[type, ...] = ()) -> nn.Layer:
+    """Cast every floating-point parameter and buffer of ``model`` to ``dtype``, except in layers of ``keep``.
+
+    paddle's public ``Layer.float16()`` / ``bfloat16()`` do this very per-layer cast, but refuse float16 on
+    builds without fp16 kernels (every CPU build, where a model is still cast before moving it to a GPU) and
+    exclude layer types only exactly, not their subclasses; so this calls the ``_to_impl`` they call.
+    """
+    for layer in model.sublayers(include_self=True):
+        if not isinstance(layer, keep):
+            layer._to_impl(dtype=dtype, include_sublayers=False, floating_only=True)
+    return model
 
 
 def _needs_grad(model: nn.Layer, x: paddle.Tensor) -> bool:
