@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 
+# fixtures_dir is the same few lines in eva-vit, qformer and blip2-core: each package's tests run alone.
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """Golden fixtures from HF transformers: the committed copy, or a live one from `nox -s parity`."""

@@ -8,6 +8,7 @@ from safetensors.numpy import load_file
 from blip2_eva_vit import EvaVitConfig
 
 
+# fixtures_dir is the same few lines in eva-vit, qformer and blip2-core: each package's tests run alone.
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """Golden fixtures from HF transformers: the committed copy, or a live one from `nox -s parity`."""

@@ -1,4 +1,8 @@
-"""The README's python examples run as written."""
+"""The README's python examples run as written.
+
+The same ten lines in eva-vit, qformer and blip2-data: each package's tests also run alone, from a copy of its
+tests folder (nox -s standalone), so they cannot import a shared helper.
+"""
 
 import re
 from pathlib import Path
