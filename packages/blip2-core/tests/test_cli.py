@@ -101,32 +101,45 @@ def images(tmp_path_factory):
     return paths
 
 
-def test_predict_captions_and_answers_as_json(model_dir, images, capsys):
-    assert (
-        predict_main(
-            ["--model", str(model_dir), "--image", *images, "--prompt", "a photo of", "--max-new-tokens", "5", "--json"]
-        )
-        == 0
-    )
-    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    assert [line["image"] for line in lines] == images
-    assert all(line["caption"].startswith("a photo of") for line in lines)
-
-    assert (
-        predict_main(["--model", str(model_dir), "--image", *images, "--question", "what is in the picture?", "--json"])
-        == 0
-    )
-    answers = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    # the same as the Python API with the paper's settings
+def generate_by_hand(model_dir, images, prompt, **settings):
+    """What blip2-predict should print, computed through the Python API with every setting spelled out."""
     from blip2_core.text_tokenizer import load_tokenizer
     from blip2_data import ImageProcessor, ImageProcessorConfig
 
     model = Blip2ForConditionalGeneration.from_pretrained(model_dir)
-    processor = ImageProcessor(ImageProcessorConfig(image_size=56))
-    pixels = paddle.to_tensor(np.stack([processor(p) for p in images]))
-    expected = model.predict_answers(pixels, ["what is in the picture?"] * 2, load_tokenizer(model_dir))
+    tokenizer = load_tokenizer(model_dir)
+    pixels = paddle.to_tensor(np.stack([ImageProcessor(ImageProcessorConfig(image_size=56))(p) for p in images]))
+    prompt_ids = paddle.to_tensor([tokenizer(prompt)["input_ids"]] * len(images))  # one prompt: no padding
+    ids = model.generate(pixels, prompt_ids, paddle.ones_like(prompt_ids), **settings)
+    return [text.strip() for text in tokenizer.batch_decode(ids.numpy().tolist(), skip_special_tokens=True)]
+
+
+def test_predict_captions_with_laviss_settings_and_the_prompt_in_front(model_dir, images, capsys):
+    assert predict_main(["--model", str(model_dir), "--image", *images, "--prompt", "a photo of", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [line["image"] for line in lines] == images
+    # LAVIS's caption settings: beam 5, 8 to 30 new tokens; the prompt's words start the caption
+    expected = generate_by_hand(model_dir, images, "a photo of", num_beams=5, max_new_tokens=30, min_new_tokens=8)
+    assert [line["caption"] for line in lines] == [f"a photo of {text}" for text in expected]
+    assert all(len(text.split()) >= 8 for text in expected)  # min_new_tokens=8 of whole words here
+
+
+def test_predict_answers_with_the_papers_vqa_settings(model_dir, images, capsys):
+    question = "what is in the picture?"
+    assert predict_main(["--model", str(model_dir), "--image", *images, "--question", question, "--json"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert all(a["question"] == question for a in answers) and [a["image"] for a in answers] == images
+    # "Question: {} Answer:", beam 5, 1 to 10 new tokens, length penalty -1
+    expected = generate_by_hand(
+        model_dir,
+        images,
+        f"Question: {question} Answer:",
+        num_beams=5,
+        max_new_tokens=10,
+        min_new_tokens=1,
+        length_penalty=-1.0,
+    )
     assert [a["answer"] for a in answers] == expected
-    assert all(a["question"] == "what is in the picture?" for a in answers)
 
 
 def test_predict_explains_missing_model_and_bad_images(model_dir, images, tmp_path, capsys):
