@@ -22,8 +22,9 @@ PACKAGES = ["eva-vit", "qformer", "blip2-data", "blip2-core", "blip2-train", "bl
 STANDALONE = ["eva-vit", "qformer"]
 PARITY_PACKAGES = ["eva-vit", "qformer", "blip2-core"]
 # The reference implementation, test-only: the CPU torch wheel on this machine and transformers 4.x
-# (5.x needs huggingface-hub >= 1.0, which paddlenlp 3.0.0b4 cannot import with).
-REFERENCE = ["torch==2.13.0", "transformers>=4.46,<5"]
+# (5.x needs huggingface-hub >= 1.0, which paddlenlp 3.0.0b4 cannot import with), pinned to the version that
+# made the committed fixtures (their config.json / meta.json record it; the drift check compares them).
+REFERENCE = ["torch==2.13.0", "transformers==4.57.6"]
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -67,7 +68,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def parity(session: nox.Session) -> None:
-    """Regenerate the golden fixtures live with HF transformers and check our packages against them.
+    """Regenerate the golden fixtures live with HF transformers, check our packages against them, then check that
+    they still match the committed copies (fails on drift beyond the tests' tolerance).
 
     The reference runs in a venv of its own (torch + transformers 4.x, no paddle): paddlenlp's pins and
     transformers' can disagree (tokenizers), and the two sides only exchange files.
@@ -81,6 +83,7 @@ def parity(session: nox.Session) -> None:
     env = {"BLIP2_PARITY_FIXTURES": str(fixtures)}
     for package in package_dirs(PARITY_PACKAGES):
         session.run("pytest", "-q", "-p", "no:cacheprovider", str(package / "tests" / "test_parity.py"), env=env)
+    session.run(python, str(ROOT / "tools/parity/check_fixture_drift.py"), str(fixtures), external=True)
 
 
 def reference_python(session: nox.Session) -> str:

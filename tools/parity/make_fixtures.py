@@ -6,7 +6,13 @@ paddle tests load the weights and must reproduce the outputs.
 
     python tools/parity/make_fixtures.py --out DIR
 
-writes DIR/vision/* and DIR/qformer/*. The committed copies live in each package's tests/fixtures.
+writes DIR/vision/*, DIR/qformer/*, DIR/stage1/*, DIR/opt/* and DIR/t5/*. The committed copies live in each
+package's tests/fixtures (``check_fixture_drift.py`` compares the two and can refresh them).
+
+The LAVIS and PaddleMIX files carry the key sets of the real ones, extra buffers and unused weights included
+(read off LAVIS ``eva_vit.py``, ``blip2.py``, ``Qformer.py``, ``blip2_qformer.py``, ``blip2_opt.py``,
+``blip2_t5.py``, PaddleMIX ``paddlemix/models/blip2/`` and ``examples/blip2/merge_weight.py``, and HF's
+``convert_blip_2_original_to_pytorch.py``), so that dropping them is tested.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ NUM_QUERY_TOKENS = 8
 EMBED_DIM = 16
 BOS = 98
 TEMP = 0.1
+TOKEN_TYPES = 2  # BERT's type_vocab_size, in PaddleMIX's Q-Former config
 
 
 def randomize(module: torch.nn.Module, seed: int) -> None:
@@ -128,17 +135,53 @@ def qformer_hf_to_lavis(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             out[key] = value
         else:
             raise KeyError(key)
-    return out
-
-
-def qformer_lavis_to_paddlemix(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    out = {}
-    for key, value in sd.items():
-        name = key if key.startswith("Qformer.") else "Qformer." + key
-        linear = value.ndim == 2 and key.endswith(".weight") and "embeddings" not in key
-        out[name] = value.T.copy() if linear else value
+    # A persistent buffer of LAVIS's BertEmbeddings, in every LAVIS BLIP-2 state dict (stage 1 and 2)
     out["Qformer.bert.embeddings.position_ids"] = np.arange(QFORMER["max_position_embeddings"], dtype=np.int64)[None]
     return out
+
+
+def qformer_lavis_to_paddlemix(sd: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """PaddleMIX's Blip2ForConditionalGeneration state dict: the bridge under ``Qformer.``, paddle Linear weights.
+
+    What PaddleMIX has and LAVIS has not: BERT's token-type embeddings (its Q-Former config keeps
+    ``type_vocab_size``), an LM decoder Linear of its own ([hidden, vocab], never used: the logits are taken
+    against the word embeddings), and ``temp`` of shape [1] on the model itself, outside the Q-Former.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, value in sd.items():
+        if key == "temp":
+            out[key] = value.reshape(1)
+            continue
+        name = key if key.startswith("Qformer.") else "Qformer." + key
+        if name == "Qformer.cls.predictions.decoder.weight":
+            out[name] = (0.08 * rng.standard_normal(value.shape[::-1])).astype(np.float32)  # untied
+            continue
+        linear = value.ndim == 2 and key.endswith(".weight") and "embeddings" not in key
+        out[name] = value.T.copy() if linear else value
+    hidden = QFORMER["hidden_size"]
+    token_types = (0.08 * rng.standard_normal((TOKEN_TYPES, hidden))).astype(np.float32)
+    out["Qformer.bert.embeddings.token_type_embeddings.weight"] = token_types
+    return out
+
+
+def paddlemix_bridge(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A bridge file alone (PaddleMIX's ``bridge_name_or_path``): the Q-Former module's own keys, no ``Qformer.``."""
+    return {k[len("Qformer.") :]: v for k, v in sd.items() if k.startswith("Qformer.")}
+
+
+def eva_clip_vision(lavis: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """EVA-CLIP's visual tower (``eva_vit_g.pth`` is cut from it): LAVIS's names plus the final norm and the CLIP
+    head that BLIP-2 does not use (LAVIS's ``eva_vit.py`` comments both out and loads with strict=False)."""
+    rng = np.random.default_rng(seed)
+    width = VISION["hidden_size"]
+    extra = {
+        "norm.weight": 1.0 + 0.1 * rng.standard_normal(width),
+        "norm.bias": 0.08 * rng.standard_normal(width),
+        "head.weight": 0.08 * rng.standard_normal((EMBED_DIM, width)),  # torch Linear [out, in]
+        "head.bias": 0.08 * rng.standard_normal(EMBED_DIM),
+    }
+    return dict(lavis, **{k: v.astype(np.float32) for k, v in extra.items()})
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -177,7 +220,8 @@ def vision_fixtures(out: Path) -> None:
     )
     out.mkdir(parents=True, exist_ok=True)
     save(hf, out / "weights_hf.safetensors")
-    save(lavis_extra, out / "weights_lavis.safetensors")
+    save(lavis_extra, out / "weights_lavis.safetensors")  # as eva_vit_g.pth: LAVIS's names, one block more
+    save(eva_clip_vision(lavis_extra, seed=6), out / "weights_eva_clip.safetensors")
     save(vision_lavis_to_paddlemix(lavis), out / "weights_paddlemix.safetensors")
     save(io, out / "io.safetensors")
     (out / "config.json").write_text(json.dumps(dict(VISION, transformers_version=transformers.__version__), indent=2))
@@ -192,6 +236,49 @@ def unilm_mask(text_mask: torch.Tensor, num_queries: int) -> torch.Tensor:
     mask[:, num_queries:, :num_queries] = 1
     mask[:, num_queries:, num_queries:] = torch.tril(torch.ones(text, text))[None] * text_mask[:, None, :]
     return mask
+
+
+def itm_loss_on_hardest_negatives(
+    model: Blip2ForImageTextRetrieval,
+    image_embeds: torch.Tensor,
+    input_ids: torch.Tensor,
+    text_mask: torch.Tensor,
+    similarity: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """LAVIS's ITM loss (``Blip2Qformer.forward``) written out, on fixed negatives instead of sampled ones.
+
+    LAVIS draws, for each text, a negative image from softmax(sim_t2i) and, for each image, a negative text
+    from softmax(sim_i2t), the positives excluded. Here each draw is the most likely one (the most similar
+    other sample), so the tests can give our sampler the same choice. The batch is LAVIS's three blocks:
+    (image, text), (negative image, text), (image, negative text), labels 1, 0, 0; the logits are the ITM
+    head averaged over the query outputs; the loss is cross-entropy.
+    """
+    batch = input_ids.shape[0]
+    others = similarity.masked_fill(torch.eye(batch, dtype=torch.bool), float("-inf"))  # [images, texts]
+    for sims in (others, others.t()):  # a near tie would make the choice depend on rounding
+        top2 = sims.topk(2, dim=1).values
+        assert bool(((top2[:, 0] - top2[:, 1]) > 1e-3).all()), f"ambiguous hardest negative: {top2}"
+    negative_images = others.t().argmax(1)  # for each text (a row of sim_t2i)
+    negative_texts = others.argmax(1)  # for each image (a row of sim_i2t)
+    images = torch.cat([image_embeds, image_embeds[negative_images], image_embeds])
+    texts = torch.cat([input_ids, input_ids, input_ids[negative_texts]])
+    masks = torch.cat([text_mask, text_mask, text_mask[negative_texts]])
+    queries = model.query_tokens.expand(3 * batch, -1, -1)
+    hidden = model.qformer(
+        query_embeds=model.embeddings(input_ids=texts, query_embeds=queries),
+        query_length=NUM_QUERY_TOKENS,
+        attention_mask=torch.cat([torch.ones(3 * batch, NUM_QUERY_TOKENS, dtype=torch.long), masks], 1),
+        encoder_hidden_states=images,
+    ).last_hidden_state
+    logits = model.itm_head(hidden[:, :NUM_QUERY_TOKENS]).mean(1)
+    labels = torch.cat([torch.ones(batch, dtype=torch.long), torch.zeros(2 * batch, dtype=torch.long)])
+    loss = -torch.log_softmax(logits, dim=-1)[torch.arange(3 * batch), labels].mean()
+    return {
+        "itm_negative_images": negative_images,
+        "itm_negative_texts": negative_texts,
+        "itm_hard_negative_logits": logits,
+        "loss_itm": loss,
+    }
 
 
 def qformer_fixtures(out: Path) -> None:
@@ -261,6 +348,7 @@ def qformer_fixtures(out: Path) -> None:
             torch.nn.functional.cross_entropy(sims, targets, label_smoothing=0.1)
             + torch.nn.functional.cross_entropy(sims.t(), targets, label_smoothing=0.1)
         ) / 2
+        itm_reference = itm_loss_on_hardest_negatives(model, image_embeds, input_ids, text_mask, itc.logits_per_image)
 
     io = {
         "image_embeds_raw": raw.numpy(),
@@ -277,21 +365,24 @@ def qformer_fixtures(out: Path) -> None:
         "itg_logits": itg_logits.numpy(),
         "loss_itg": loss_itg.numpy(),
         "loss_itc": loss_itc.numpy(),
+        **{k: v.numpy() for k, v in itm_reference.items()},
     }
     hf = {
         k: v
         for k, v in numpy_dict(model.state_dict()).items()
         if not k.startswith(("vision_model.encoder", "vision_model.embeddings"))
     }
+    # LAVIS's Blip2Qformer state dict: its LM head's decoder is tied to the word embeddings and its bias is
+    # cls.predictions.bias, but state_dict() lists both under their own names too; temp is a 0-d parameter.
     lavis = qformer_hf_to_lavis(hf)
-    for key, value in numpy_dict(lm_head.state_dict()).items():
-        if not key.startswith("predictions.decoder"):
-            lavis["Qformer.cls." + key] = value
+    lavis.update({"Qformer.cls." + k: v for k, v in numpy_dict(lm_head.state_dict()).items()})
     lavis["temp"] = np.array(TEMP, dtype=np.float32)
+    paddlemix = qformer_lavis_to_paddlemix(lavis, seed=7)
     out.mkdir(parents=True, exist_ok=True)
     save(hf, out / "weights_hf.safetensors")
     save(lavis, out / "weights_lavis.safetensors")
-    save(qformer_lavis_to_paddlemix(lavis), out / "weights_paddlemix.safetensors")
+    save(paddlemix, out / "weights_paddlemix.safetensors")
+    save(paddlemix_bridge(paddlemix), out / "weights_paddlemix_bridge.safetensors")
     save(io, out / "io.safetensors")
     # The whole retrieval model as HF saves it, for blip2-core's stage-1 model (pixels in).
     stage1 = out.parent / "stage1"
@@ -430,8 +521,14 @@ def llm_fixtures(out: Path, text_config: dict, seed: int) -> None:
 def write_other_layouts(model, out: Path, text_config: dict) -> None:
     """The same weights as LAVIS saves them (.pth, torch.save) and as PaddleMIX lays them out, its LLM apart.
 
-    The PaddleMIX copy is safetensors (no paddle here): the tests re-save it as model_state.pdparams with
-    paddle.save, next to a seed-style config.json that names the LLM directory written here (``llm/``).
+    lavis.pth holds the Blip2OPT / Blip2T5 state dict under "model": HF's keys renamed back, plus BERT's
+    position-id buffer (HF's conversion script finds exactly that one key unexpected). LAVIS's released files
+    hold the trained subset of these keys.
+
+    The PaddleMIX copy is PaddleMIX's ``vision_and_bridge`` file: ``visual_encoder.*`` and ``Qformer.*``
+    with the stage-2 Q-Former's leftovers (position ids, token-type embeddings). It is safetensors (no paddle
+    here): the tests re-save it as model_state.pdparams with paddle.save, next to a seed-style config.json that
+    names the LLM directory written here (``llm/``).
     """
     hf = numpy_dict(model.state_dict())
     llm_name = "opt" if text_config["model_type"] == "opt" else "t5"
@@ -450,7 +547,7 @@ def write_other_layouts(model, out: Path, text_config: dict) -> None:
     torch.save({"model": {k: torch.from_numpy(v) for k, v in lavis.items()}, "epoch": 3}, out / "lavis.pth")
 
     paddlemix = {"visual_encoder." + k: v for k, v in vision_lavis_to_paddlemix(vision_hf_to_lavis(vision)).items()}
-    paddlemix.update(qformer_lavis_to_paddlemix(qformer_hf_to_lavis(bridge)))
+    paddlemix.update(qformer_lavis_to_paddlemix(qformer_hf_to_lavis(bridge), seed=13))
     paddlemix["Qformer.language_projection.weight"] = hf["language_projection.weight"].T.copy()
     paddlemix["Qformer.language_projection.bias"] = hf["language_projection.bias"]
     (out / "paddlemix").mkdir(exist_ok=True)
@@ -465,16 +562,12 @@ def main_with_llms(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="directory to write vision/ and qformer/ into")
+    parser.add_argument("--out", type=Path, required=True, help="directory to write the fixtures into")
     args = parser.parse_args()
     vision_fixtures(args.out / "vision")
     qformer_fixtures(args.out / "qformer")
     main_with_llms(args.out)
     print(f"fixtures written to {args.out} (transformers {transformers.__version__}, torch {torch.__version__})")
-
-
-if __name__ == "__main__":
-    main()
 
 
 if __name__ == "__main__":

@@ -103,3 +103,19 @@ def test_export_to_hf_layout_round_trips(tiny_config, fixtures_dir):
     back = convert_state_dict(exported, tiny_config.num_heads)
     for key, value in model.state_dict().items():
         np.testing.assert_array_equal(back[key], value.numpy(), err_msg=key)
+
+
+def test_eva_clip_final_norm_and_head_are_reported_unused(tiny_config, fixtures_dir, reference_io):
+    """EVA-CLIP's visual tower (eva_vit_g.pth's source) ends in a norm and a CLIP head BLIP-2 does not use:
+    LAVIS comments them out and loads with strict=False. They are left out and named in the report."""
+    state = load_file(str(fixtures_dir / "weights_eva_clip.safetensors"))
+    assert detect_layout(state) == "lavis"
+    model, report = load_model(tiny_config, fixtures_dir, "eva_clip")
+    assert sorted(report.unexpected) == ["head.bias", "head.weight", "norm.bias", "norm.weight"]
+    assert report.missing == []
+    assert any(f"[{tiny_config.num_layers}]" in note for note in report.notes)  # and its extra block dropped
+    with paddle.no_grad():
+        out = model(paddle.to_tensor(reference_io["pixel_values"]))
+    np.testing.assert_allclose(
+        out.last_hidden_state.numpy(), reference_io[f"hidden_states.{tiny_config.num_layers}"], atol=ATOL, rtol=0
+    )
