@@ -5,8 +5,9 @@
 folder. Nothing is downloaded at import or by constructors: only :func:`resolve` touches the network.
 
 The environment is read at each call (not at import, as ``huggingface_hub.constants`` does), so a process can
-switch it: ``HF_HUB_OFFLINE=1`` (also ``TRANSFORMERS_OFFLINE``, ``BLIP2_OFFLINE``) uses the cache only;
-``HF_HUB_CACHE`` / ``HF_HOME`` choose the cache; ``HF_ENDPOINT`` a mirror.
+switch it: ``HF_HUB_OFFLINE=1`` (also ``TRANSFORMERS_OFFLINE``, ``BLIP2_OFFLINE``) uses the cache only, by the
+same rule as every download in the project (``blip2_data.is_offline``); ``HF_HUB_CACHE`` / ``HF_HOME`` choose
+the cache; ``HF_ENDPOINT`` a mirror.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-_TRUE = {"1", "true", "yes", "on"}
+from blip2_data import is_offline
 
 
 class ModelNotAvailableError(OSError):
@@ -32,13 +33,6 @@ def hub_cache_dir() -> Path:
         return Path(os.environ["HF_HOME"]).expanduser() / "hub"
     cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache_home).expanduser() / "huggingface" / "hub"
-
-
-def is_offline() -> bool:
-    return any(
-        os.environ.get(v, "").strip().lower() in _TRUE
-        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "BLIP2_OFFLINE")
-    )
 
 
 def split_repo_id(name: str) -> tuple[str, str | None]:

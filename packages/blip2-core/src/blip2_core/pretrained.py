@@ -22,7 +22,7 @@ import numpy as np
 from blip2_eva_vit import cast_floating_point, fit_to_config
 from blip2_qformer import QFormerForPretraining, assign_weights
 
-from . import hub, model_names
+from . import fetching, hub, model_names
 from .checkpoint_io import read_state_dict, write_safetensors
 from .config import Blip2Config
 from .formats import convert_state_dict
@@ -59,7 +59,7 @@ def _locate(name_or_path: str | os.PathLike, trust_pickle: bool) -> tuple[Source
             raise NotImplementedError(
                 f"{entry.name}: {entry.description}; only EVA-ViT-g based BLIP-2 models are implemented"
             )
-        return Source(model_names.fetch_entry(entry), entry.layout, trust_pickle or entry.is_url), entry
+        return Source(fetching.fetch_entry(entry), entry.layout, trust_pickle or entry.is_url), entry
     local = Path(text).expanduser()
     if local.exists():
         return Source(local, None, True), None  # the user named this path: reading it is their call
