@@ -84,7 +84,7 @@ def init_from_bert(model: QFormerForPretraining, state_dict: dict[str, Any]) -> 
     smaller (BERT's 30522 tokens for the Q-Former's 30523 with ``[DEC]``). Any other mismatch is an error
     naming the key and both shapes.
     """
-    weights, unused = bert_to_qformer(state_dict, model.config.num_layers)
+    weights, unused = bert_to_qformer(state_dict, model.qformer.config.num_layers)
     params = model.state_dict()
     report = BertInitReport(unused=unused)
     for name, value in weights.items():

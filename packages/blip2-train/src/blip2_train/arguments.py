@@ -1,0 +1,112 @@
+"""Command-line arguments: PaddleNLP's ``TrainingArguments`` plus the model and data choices, with the names
+PaddleMIX users know and LAVIS's recipe (``lavis/projects/blip2/train/pretrain_stage{1,2}.yaml``) as defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from paddlenlp.trainer import TrainingArguments
+
+STAGES = ("stage1", "stage2")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Weights to start from: a directory (a stage-1 output for stage 2), a known name or a Hub repo. "
+            "Stage 1 without it starts as LAVIS does: --vision_model_name_or_path + --qformer_init. "
+            "Stage 2 default: paddlemix/blip2-stage2."
+        },
+    )
+    text_model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Stage 2: the frozen LLM (weights and tokenizer), e.g. facebook/opt-2.7b (the default)."},
+    )
+    vision_model_name_or_path: str = field(
+        default="eva_vit_g", metadata={"help": "Stage 1 from scratch: the vision encoder's weights."}
+    )
+    qformer_init: str = field(
+        default="bert-base-uncased",
+        metadata={"help": "Stage 1 from scratch: BERT checkpoint (Hub name or directory) the Q-Former starts from."},
+    )
+    qformer_tokenizer: Optional[str] = field(
+        default=None,
+        metadata={"help": "Stage 1: BERT tokenizer directory/name (default: the model's own, else --qformer_init)."},
+    )
+    load_model_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Start from these weights (a checkpoint-N or output directory), PaddleMIX's meaning."},
+    )
+    image_size: int = field(default=224, metadata={"help": "Input resolution (LAVIS pre-training: 224)."})
+    freeze_vit: bool = field(default=True, metadata={"help": "Keep the vision encoder frozen (LAVIS: yes)."})
+    trust_pickle: bool = field(default=False, metadata={"help": "Allow reading pickled checkpoints found on a hub."})
+    stage1_losses: str = field(
+        default="itc,itm,itg", metadata={"help": "Stage 1: the losses to train, comma-separated (LAVIS: all three)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset: list[str] = field(
+        default_factory=lambda: ["coco_caption"],
+        metadata={"help": "Dataset names (coco_caption, vg_caption, custom_caption), several at once."},
+    )
+    data_files: Optional[list[str]] = field(
+        default=None,
+        metadata={
+            "help": "coco_karpathy-format data as IMAGE_ROOT,ANNOTATION_JSON pairs, several at once (all of the "
+            "one --dataset, or one per --dataset). Without it the named datasets are downloaded."
+        },
+    )
+    max_txt_len: int = field(default=32, metadata={"help": "Text tokens per caption (LAVIS: 32)."})
+    prompt: str = field(default="", metadata={"help": "Stage 2 (OPT): prompt before each caption (LAVIS: none)."})
+    skip_bad_samples: bool = field(
+        default=False, metadata={"help": "Skip (and count) bad samples instead of stopping with an error."}
+    )
+
+
+@dataclass
+class Blip2TrainingArguments(TrainingArguments):
+    """LAVIS's stage-1 recipe as defaults; PaddleNLP's own options (``--fp16``, ``--sharding``, ...) all apply."""
+
+    output_dir: str = field(default="output", metadata={"help": "Where checkpoints and the final model go."})
+    do_train: bool = field(default=True, metadata={"help": "Train (always, for these commands)."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate (LAVIS: 1e-4)."})
+    eta_min: float = field(default=1e-5, metadata={"help": "Learning rate at the end of the cosine (LAVIS: 1e-5)."})
+    warmup_start_lr: float = field(default=1e-6, metadata={"help": "Learning rate at step 0 (LAVIS: 1e-6)."})
+    warmup_steps: int = field(default=5000, metadata={"help": "Linear warmup steps (LAVIS stage 1: 5000)."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW decay of weights with >= 2 dimensions."})
+    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2: LAVIS's code 0.999, the paper 0.98."})
+    max_grad_norm: float = field(default=0.0, metadata={"help": "Clip gradients to this global norm; 0: off (LAVIS)."})
+    num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs (LAVIS: 10); --max_steps overrides."})
+    per_device_train_batch_size: int = field(default=100, metadata={"help": "Batch per process (LAVIS stage 1: 100)."})
+    logging_steps: int = field(default=50, metadata={"help": "Log every N optimizer steps."})
+    save_steps: int = field(default=1000, metadata={"help": "Save a checkpoint every N steps."})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute ViT blocks and Q-Former layers in backward to save memory."}
+    )
+    dataloader_num_workers: int = field(default=2, metadata={"help": "Image-decoding worker processes."})
+
+    def __post_init__(self) -> None:
+        if self.gradient_checkpointing:
+            # PaddleNLP's trainer then all-reduces gradients itself after recomputation (its recompute path).
+            self.recompute = True
+        super().__post_init__()
+
+    def to_sanitized_dict(self) -> dict[str, Any]:
+        # VisualDL's add_hparams rejects booleans; it takes strings and numbers.
+        return {k: (str(v) if isinstance(v, bool) else v) for k, v in super().to_sanitized_dict().items()}
+
+
+@dataclass
+class Stage2TrainingArguments(Blip2TrainingArguments):
+    """LAVIS's stage-2 recipe: as stage 1, with 2000 warmup steps and 64 samples per process."""
+
+    warmup_steps: int = field(default=2000, metadata={"help": "Linear warmup steps (LAVIS stage 2: 2000)."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch per process (LAVIS stage 2: 64)."})
+
+
+TRAINING_ARGUMENTS = {"stage1": Blip2TrainingArguments, "stage2": Stage2TrainingArguments}

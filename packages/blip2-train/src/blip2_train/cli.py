@@ -1,0 +1,79 @@
+"""``blip2-train stage1|stage2 [options]``: BLIP-2 pre-training on PaddleNLP's Trainer (one process or many).
+
+Several processes: ``python -m paddle.distributed.launch --nproc_per_node N $(which blip2-train) stage1 ...``
+(fleetrun is the same launcher); on CPU add ``--backend gloo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import paddle
+
+from .arguments import STAGES, TRAINING_ARGUMENTS, DataArguments, ModelArguments
+
+logger = logging.getLogger("blip2_train")
+
+USAGE = "usage: blip2-train {stage1,stage2} [--help] [options]"
+
+
+class StartupError(SystemExit):
+    """A configuration that cannot run here, reported before any model is loaded."""
+
+
+def check_device(argv: Sequence[str]) -> None:
+    """Refuse, at start-up, what needs a GPU on a machine without one (and what this model cannot do at all)."""
+    peek = argparse.ArgumentParser(add_help=False)
+    for flag in ("--fp16", "--bf16"):
+        peek.add_argument(flag, nargs="?", const="true", default="false")
+    peek.add_argument("--sharding", default="")
+    for flag in ("--tensor_parallel_degree", "--sharding_parallel_degree", "--pipeline_parallel_degree"):
+        peek.add_argument(flag, type=int, default=1)
+    known, _ = peek.parse_known_args(list(argv))
+    if known.tensor_parallel_degree > 1 or known.pipeline_parallel_degree > 1:
+        raise StartupError(
+            "blip2-train: --tensor_parallel_degree / --pipeline_parallel_degree > 1 are not supported: the ViT, "
+            "Q-Former and LLM wrapper have no tensor- or pipeline-parallel layers. Use data parallelism, with "
+            "--sharding stage1/stage2 on GPUs to split optimizer state."
+        )
+    wants = []
+    if known.fp16.lower() in ("true", "1", "yes"):
+        wants.append("--fp16")
+    if known.bf16.lower() in ("true", "1", "yes"):
+        wants.append("--bf16")
+    if known.sharding or known.sharding_parallel_degree > 1:
+        wants.append("--sharding / --sharding_parallel_degree")
+    if wants and not paddle.device.is_compiled_with_cuda():
+        raise StartupError(
+            f"blip2-train: {', '.join(wants)} need a GPU build of paddle (paddlepaddle-gpu) and GPUs; this paddle "
+            "is CPU-only, where training runs in float32 with data parallelism over gloo. Drop these flags."
+        )
+
+
+def parse(stage: str, argv: Sequence[str]):
+    from paddlenlp.trainer import PdArgumentParser
+
+    parser = PdArgumentParser((ModelArguments, DataArguments, TRAINING_ARGUMENTS[stage]))
+    parser.prog = f"blip2-train {stage}"
+    return parser.parse_args_into_dataclasses(args=list(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in STAGES:
+        print(USAGE, file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    stage, rest = argv[0], argv[1:]
+    check_device(rest)
+    model_args, data_args, training_args = parse(stage, rest)
+    from .run import run
+
+    run(stage, model_args, data_args, training_args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

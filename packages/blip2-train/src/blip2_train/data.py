@@ -1,0 +1,180 @@
+"""Training data: datasets from the command line, reproducible sampling and augmentation, batches for the models.
+
+Reproducibility: the order of each epoch is a permutation drawn from (seed, epoch), and each sample's random
+crop/flip from (seed, epoch, index), so a resumed run sees exactly the batches and pixels the straight run saw,
+whatever the number of loader workers or when they ran.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from paddle.io import Dataset, DistributedBatchSampler
+
+from blip2_data import (
+    BadSampleError,
+    Blip2Collator,
+    DatasetError,
+    ImageProcessor,
+    ImageProcessorConfig,
+    concat_datasets,
+    load_dataset,
+    pre_caption,
+)
+
+logger = logging.getLogger(__name__)
+
+REPLACED_KEY = "_replaced"  # notes of bad samples that an item stands in for
+
+
+def parse_data_files(datasets: Sequence[str], data_files: Sequence[str] | None) -> list[tuple[str, list | None]]:
+    """``--dataset`` names and ``--data_files IMAGE_ROOT,ANNOTATION`` entries -> (name, data_files) to load."""
+    if not data_files:
+        return [(name, None) for name in datasets]
+    entries = []
+    for text in data_files:
+        root, sep, annotation = text.rpartition(",")
+        if not sep or not root or not annotation:
+            raise DatasetError(f"--data_files entries are IMAGE_ROOT,ANNOTATION_JSON; got {text!r}")
+        entries.append([root, annotation, "train"])
+    if len(datasets) == 1:
+        return [(datasets[0], entries)]
+    if len(datasets) != len(entries):
+        raise DatasetError(
+            f"{len(datasets)} --dataset names but {len(entries)} --data_files entries: give one entry per name, "
+            "or one name for all entries"
+        )
+    return [(name, [entry]) for name, entry in zip(datasets, entries)]
+
+
+def load_training_data(datasets: Sequence[str], data_files: Sequence[str] | None, skip_bad_samples: bool) -> Dataset:
+    """The training split of every dataset asked for, as one dataset (image paths, raw captions, image ids)."""
+    parts = []
+    for name, files in parse_data_files(datasets, data_files):
+        parts += load_dataset(name, files, splits=["train"], skip_bad_samples=skip_bad_samples)
+    return parts[0] if len(parts) == 1 else concat_datasets(parts)
+
+
+def split_caption(caption: str, rng: random.Random) -> tuple[str, str]:
+    """Prefix-LM targets for an encoder-decoder LLM (the paper's FlanT5 stage 2): a random split at a word."""
+    words = caption.split()
+    if len(words) < 2:
+        return "", caption
+    cut = rng.randint(1, len(words) - 1)
+    return " ".join(words[:cut]), " ".join(words[cut:])
+
+
+class TrainingSamples(Dataset):
+    """Items of ``dataset`` decoded and augmented, addressed by ``(epoch, index)`` keys.
+
+    A bad sample (unreadable image, a caption that is empty once cleaned) raises :class:`BadSampleError` naming
+    the file and row; with ``skip_bad_samples`` the next good sample stands in for it (so every batch keeps its
+    size, which stage 1's cross-rank gathers need) and the item carries a note of what was skipped.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        image_config: ImageProcessorConfig,
+        seed: int,
+        skip_bad_samples: bool = False,
+        split_for_prefix_lm: bool = False,
+        max_words: int = 50,
+    ) -> None:
+        super().__init__()
+        self.dataset, self.image_config, self.seed = dataset, image_config, seed
+        self.skip_bad_samples, self.split_for_prefix_lm, self.max_words = skip_bad_samples, split_for_prefix_lm, max_words
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _describe(self, index: int) -> str:
+        describe = getattr(self.dataset, "describe", None)
+        return describe(index) if describe else f"sample {index}"
+
+    def _load(self, epoch: int, index: int) -> dict[str, Any]:
+        sample = self.dataset[index]
+        rng = random.Random(f"{self.seed}:{epoch}:{index}")  # this sample's augmentation, in any process
+        try:
+            image = ImageProcessor(self.image_config, train=True, rng=rng)(sample["image"])
+        except Exception as error:
+            raise BadSampleError(f"{self._describe(index)}: cannot load image {sample['image']}: {error}") from error
+        caption = pre_caption(sample["text_input"], self.max_words)
+        if not caption:
+            raise BadSampleError(f"{self._describe(index)}: caption {sample['text_input']!r} is empty once cleaned")
+        item = {"image": image, "text_input": caption, "image_id": int(sample["image_id"])}
+        if self.split_for_prefix_lm:
+            item["text_input"], item["text_output"] = split_caption(caption, rng)
+        return item
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        notes: list[str] = []
+        for attempt in range(len(self)):
+            current = (index + attempt) % len(self)
+            try:
+                item = self._load(epoch, current)
+            except BadSampleError as error:
+                if not self.skip_bad_samples:
+                    raise BadSampleError(f"{error} (pass --skip_bad_samples to skip such samples)") from error
+                notes.append(str(error))
+                continue
+            item[REPLACED_KEY] = notes
+            return item
+        raise BadSampleError(f"no good sample left: all {len(self)} were bad; first: {notes[0]}")
+
+
+class GlobalBatchSampler(DistributedBatchSampler):
+    """Each step's global batch is the next ``batch_size * num_replicas`` indices of a (seed, epoch) permutation;
+    rank r takes its r-th slice. One process with ``batch_size * N`` sees exactly what N ranks see together.
+    The incomplete last global batch is dropped (every rank must gather tensors of one shape)."""
+
+    def __init__(self, dataset_size: int, batch_size: int, num_replicas: int, rank: int, seed: int) -> None:
+        self.dataset_size, self.batch_size = dataset_size, batch_size
+        self.nranks, self.local_rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+        self.global_batch = batch_size * num_replicas
+        if dataset_size < self.global_batch:
+            raise DatasetError(
+                f"{dataset_size} training samples cannot fill one global batch of {self.global_batch} "
+                f"({batch_size} per process x {num_replicas} processes)"
+            )
+
+    def set_epoch(self, epoch: int = 0, consumed_samples: int | None = None) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = np.random.RandomState([self.seed, self.epoch]).permutation(self.dataset_size)
+        for step in range(len(self)):
+            start = step * self.global_batch + self.local_rank * self.batch_size
+            yield [(self.epoch, int(i)) for i in order[start : start + self.batch_size]]
+
+    def __len__(self) -> int:
+        return self.dataset_size // self.global_batch
+
+
+class TrainingCollator:
+    """Blip2Collator's batch reduced to the model's inputs (numpy arrays only, so paddle's loader makes tensors).
+
+    Stage 1 passes the image ids on as ``image_ids`` (captions of one image are ITC positives and never ITM
+    negatives); stage 2 passes ``labels``. ``bad_samples`` counts the skipped samples in the batch.
+    """
+
+    def __init__(self, collator: Blip2Collator, stage: str) -> None:
+        self.collator, self.stage = collator, stage
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        notes = [note for item in items for note in item.pop(REPLACED_KEY, [])]
+        for note in notes:
+            logger.warning("skipped a bad sample: %s", note)
+        batch = self.collator(items)
+        inputs = {key: batch[key] for key in ("pixel_values", "input_ids", "attention_mask")}
+        if self.stage == "stage1":
+            inputs["image_ids"] = batch["image_id"]
+        else:
+            inputs["labels"] = batch["labels"]
+        inputs["bad_samples"] = np.asarray([len(notes)], dtype=np.int64)
+        return inputs

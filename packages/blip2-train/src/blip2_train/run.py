@@ -1,0 +1,124 @@
+"""One training run: data, model and trainer from the parsed arguments, then the final model directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import paddle
+from paddlenlp.trainer import set_seed
+
+from blip2_data import Blip2Collator, ImageProcessor, ImageProcessorConfig
+
+from .arguments import Blip2TrainingArguments, DataArguments, ModelArguments
+from .checkpoint import last_complete_checkpoint, load_weights, save_final_model
+from .data import TrainingCollator, TrainingSamples, load_training_data
+from .models import (
+    build_stage1_model,
+    build_stage2_model,
+    describe_parameters,
+    enable_gradient_checkpointing,
+    resolve_directory,
+)
+from .trainer import Blip2Trainer
+
+logger = logging.getLogger("blip2_train")
+TOKENIZER_FILES = ["*.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model"]
+
+
+def resolve_resume(value: str | None, output_dir: str) -> str | None:
+    """``latest`` (or ``true``) -> the newest complete checkpoint in ``output_dir`` (None: start fresh)."""
+    if not value:
+        return None
+    if value.lower() in ("latest", "true"):
+        found = last_complete_checkpoint(output_dir)
+        if found is None:
+            logger.info("--resume_from_checkpoint %s: no complete checkpoint in %s, starting fresh", value, output_dir)
+        return str(found) if found else None
+    if not Path(value).is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {value}: not a directory")
+    return value
+
+
+def load_text_tokenizer(stage: str, model_args: ModelArguments) -> Any:
+    from blip2_core.text_tokenizer import load_tokenizer
+
+    if stage == "stage2":
+        return load_tokenizer(model_args.text_model_name_or_path or model_args.model_name_or_path)
+    for candidate in (model_args.qformer_tokenizer, model_args.model_name_or_path):
+        if candidate and (Path(candidate) / "vocab.txt").is_file():
+            return load_tokenizer(candidate)
+    name = model_args.qformer_tokenizer or model_args.qformer_init
+    return load_tokenizer(resolve_directory(name, TOKENIZER_FILES))
+
+
+def build_collator(stage: str, tokenizer: Any, model: Any, data_args: DataArguments) -> Blip2Collator:
+    if stage == "stage1":
+        return Blip2Collator.for_qformer(tokenizer, max_length=data_args.max_txt_len)
+    if model.language_model.is_decoder_only:
+        return Blip2Collator.for_causal_lm(tokenizer, data_args.prompt, max_length=data_args.max_txt_len)
+    return Blip2Collator.for_seq2seq(tokenizer, prompt="", target_key="text_output", max_length=data_args.max_txt_len)
+
+
+def build_model(stage: str, model_args: ModelArguments) -> Any:
+    if stage == "stage1":
+        return build_stage1_model(
+            model_args.model_name_or_path,
+            model_args.vision_model_name_or_path,
+            model_args.qformer_init,
+            model_args.image_size,
+            model_args.freeze_vit,
+            model_args.trust_pickle,
+        )
+    return build_stage2_model(
+        model_args.model_name_or_path,
+        model_args.text_model_name_or_path,
+        model_args.image_size,
+        model_args.freeze_vit,
+        model_args.trust_pickle,
+    )
+
+
+def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: Blip2TrainingArguments) -> Any:
+    """Train ``stage`` and write the final model to ``args.output_dir``; returns PaddleNLP's TrainOutput."""
+    device = "GPU" if paddle.device.is_compiled_with_cuda() else "CPU"
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    logger.info("blip2-train %s: %s, %s, %d process(es)", stage, device, precision, max(args.world_size, 1))
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+
+    set_seed(args.seed)  # the same initial weights on every rank
+    model = build_model(stage, model_args)
+    if model_args.load_model_path:
+        names = load_weights(model, model_args.load_model_path, require_all_trainable=False)
+        logger.info("loaded %d weights from --load_model_path %s", len(names), model_args.load_model_path)
+    if args.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    logger.info("%s: %s", type(model).__name__, describe_parameters(model))
+
+    tokenizer = load_text_tokenizer(stage, model_args)
+    image_config = ImageProcessorConfig(image_size=model_args.image_size)
+    samples = TrainingSamples(
+        load_training_data(data_args.dataset, data_args.data_files, data_args.skip_bad_samples),
+        image_config,
+        seed=args.seed,
+        skip_bad_samples=data_args.skip_bad_samples,
+        split_for_prefix_lm=stage == "stage2" and not model.language_model.is_decoder_only,
+    )
+    model_kwargs = {}
+    if stage == "stage1":
+        model_kwargs["losses"] = tuple(name.strip() for name in model_args.stage1_losses.split(",") if name.strip())
+    trainer = Blip2Trainer(
+        model=model,
+        args=args,
+        train_dataset=samples,
+        data_collator=TrainingCollator(build_collator(stage, tokenizer, model, data_args), stage),
+        model_kwargs=model_kwargs,
+    )
+    result = trainer.train(resume_from_checkpoint=resume)
+    if args.should_save:
+        save_final_model(model, args.output_dir, tokenizer, ImageProcessor(image_config))
+        logger.info("final model written to %s (loads with %s.from_pretrained)", args.output_dir, type(model).__name__)
+    if trainer.bad_samples:
+        logger.warning("skipped %d bad samples in this run", trainer.bad_samples)
+    return result

@@ -1,0 +1,195 @@
+"""``Blip2Trainer``: PaddleNLP's Trainer with BLIP-2's optimizer, schedule, data order, checkpoints and checks.
+
+Only the hooks are overridden (optimizer, scheduler, sampler, loss, saving and loading); the training loop,
+logging, gradient accumulation, data parallelism and checkpoint rotation are PaddleNLP's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import paddle
+import paddle.distributed as dist
+from paddle.io import DataLoader
+from paddlenlp.trainer import Trainer, TrainerCallback
+
+from .checkpoint import (
+    STAGING_DIR,
+    clear_staging,
+    last_complete_checkpoint,
+    load_weights,
+    mark_complete,
+    publish,
+    save_trainable,
+)
+from .data import GlobalBatchSampler
+from .optimizer import build_adamw
+from .schedule import WarmupCosineSchedule
+
+logger = logging.getLogger(__name__)
+
+TRAIN_LOG = "train_log.jsonl"  # one JSON line per log event (losses, learning rate, skipped samples)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+class _RestoreRngAtEpochBoundary(TrainerCallback):
+    """PaddleNLP restores the RNG state only after skipping batches; a resume exactly at an epoch's end skips
+    none, so restore it here."""
+
+    def __init__(self, trainer: Blip2Trainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        checkpoint = self.trainer.resumed_from
+        steps_per_epoch = self.trainer.steps_per_epoch
+        if checkpoint and steps_per_epoch and state.global_step % steps_per_epoch == 0:
+            self.trainer._load_rng_state(checkpoint)
+
+
+class Blip2Trainer(Trainer):
+    """``model_kwargs`` go to every forward (stage 1: ``losses``)."""
+
+    def __init__(self, *args: Any, model_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.model_kwargs = model_kwargs or {}
+        self.resumed_from: str | None = None
+        self.steps_per_epoch: int | None = None
+        self.bad_samples = 0
+        self._loss_parts: dict[str, float] = {}
+        self._loss_part_count = 0
+        self.add_callback(_RestoreRngAtEpochBoundary(self))
+
+    # -- optimisation -----------------------------------------------------------------------------
+
+    def create_optimizer(self, lr_scheduler=None):
+        if self.optimizer is None:
+            args = self.args
+            self.optimizer = build_adamw(
+                self.model,
+                lr_scheduler if lr_scheduler is not None else self.lr_scheduler,
+                args.weight_decay,
+                args.adam_beta1,
+                args.adam_beta2,
+                args.adam_epsilon,
+                args.max_grad_norm,
+                multi_precision=args.fp16_opt_level == "O2" and (args.fp16 or args.bf16),
+            )
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int):
+        if self.lr_scheduler is None:
+            args = self.args
+            self.lr_scheduler = WarmupCosineSchedule(
+                args.learning_rate, args.eta_min, args.warmup_steps, num_training_steps, args.warmup_start_lr
+            )
+        return self.lr_scheduler
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def _get_train_sampler(self) -> GlobalBatchSampler:
+        return GlobalBatchSampler(
+            len(self.train_dataset),
+            self.args.per_device_train_batch_size,
+            max(self.args.dataset_world_size, 1),
+            max(self.args.dataset_rank, 0),
+            self.args.seed,
+        )
+
+    def get_train_dataloader(self) -> DataLoader:
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=self._get_train_sampler(),
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            return_list=True,
+        )
+        self.steps_per_epoch = max(len(loader) // self.args.gradient_accumulation_steps, 1)
+        return loader
+
+    # -- loss ---------------------------------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False):
+        bad = inputs.pop("bad_samples", None)
+        if bad is not None:
+            self.bad_samples += int(bad.sum())
+        outputs = model(**inputs, **self.model_kwargs)
+        for name in ("loss_itc", "loss_itm", "loss_itg"):
+            part = getattr(outputs, name, None)
+            if part is not None:
+                self._loss_parts[name] = self._loss_parts.get(name, 0.0) + float(part)
+        self._loss_part_count += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], **kwargs: Any) -> None:
+        if self._loss_part_count and "loss" in logs:
+            logs.update({k: round(v / self._loss_part_count, 6) for k, v in self._loss_parts.items()})
+            self._loss_parts, self._loss_part_count = {}, 0
+        if self.bad_samples:
+            logs["skipped_bad_samples"] = self.bad_samples
+        if self.args.should_save:  # PaddleNLP keeps no log history in trainer_state.json: keep one here
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            with open(os.path.join(self.args.output_dir, TRAIN_LOG), "a") as f:
+                f.write(json.dumps({"step": self.state.global_step, **logs}) + "\n")
+        super().log(logs, **kwargs)
+
+    def _check_loss_valid(self, loss: paddle.Tensor) -> None:
+        finite = paddle.isfinite(loss).astype("int32").reshape([1])
+        if self.args.world_size > 1:  # stop every rank together, never one alone
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if int(finite) == 1:
+            return
+        step = self.state.global_step + 1
+        last = last_complete_checkpoint(self.args.output_dir)
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
+        raise NonFiniteLossError(
+            f"non-finite loss ({float(loss)}) at optimizer step {step}: training stopped before this step's update; "
+            f"{kept} (resume with --resume_from_checkpoint latest, e.g. with a lower learning rate)"
+        )
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    def train(self, resume_from_checkpoint: str | None = None, **kwargs: Any):
+        self.resumed_from = resume_from_checkpoint
+        if self.args.should_save:
+            clear_staging(self.args.output_dir)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def _save(self, output_dir: str | None = None, state_dict=None, merge_tensor_parallel=False, **kwargs: Any):
+        # Only the trainable weights; the final model directory is written by save_final_model.
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            save_trainable(self.model, output_dir)
+            self.model.config.save(output_dir)
+
+    def _save_checkpoint(self, model, metrics=None):
+        """PaddleNLP's checkpoint, written under .staging and renamed into place once complete."""
+        args = self.args
+        real_output, real_signal = args.output_dir, args.output_signal_dir
+        staging = os.path.join(real_output, STAGING_DIR)
+        name = f"checkpoint-{self.state.global_step}"
+        args.output_dir = args.output_signal_dir = staging
+        try:
+            super()._save_checkpoint(model, metrics)
+        finally:
+            args.output_dir, args.output_signal_dir = real_output, real_signal
+        if args.world_size > 1:
+            dist.barrier()  # every rank has written its part
+        if args.should_save:
+            mark_complete(os.path.join(staging, name), self.state.global_step)
+            publish(os.path.join(staging, name), os.path.join(real_output, name))
+            self._rotate_checkpoints(use_mtime=False, output_dir=real_output)
+        if args.world_size > 1:
+            dist.barrier()
+
+    def _load_from_checkpoint(self, resume_from_checkpoint=None):
+        if resume_from_checkpoint is None:
+            return
+        names = load_weights(self.model, resume_from_checkpoint, require_all_trainable=True)
+        logger.info("resumed %d trainable weights from %s", len(names), resume_from_checkpoint)
+

@@ -1,0 +1,65 @@
+"""A whole tiny stage 1 -> stage 2 run through the command line, and what its output directories are."""
+
+import json
+
+import numpy as np
+import paddle
+import tiny
+
+from blip2_core import Blip2ForConditionalGeneration, Blip2Qformer
+
+
+def stage1_args(assets, output, steps=10):
+    return [
+        "stage1", "--vision_model_name_or_path", str(assets["vision"]), "--qformer_init", str(assets["bert"]),
+        "--data_files", assets["data"], "--output_dir", str(output), "--per_device_train_batch_size", "4",
+        "--max_steps", str(steps), "--warmup_steps", "2", "--learning_rate", "1e-3", "--eta_min", "1e-4",
+        "--save_steps", "5", "--seed", "3", *tiny.COMMON,
+    ]  # fmt: skip
+
+
+def test_stage1_then_stage2_from_its_output(assets, tmp_path):
+    out1 = tmp_path / "stage1"
+    tiny.train(stage1_args(assets, out1), tmp_path)
+    curve = tiny.losses(out1)
+    assert len(curve) == 10 and np.mean(curve[-3:]) < np.mean(curve[:3]), curve
+    assert sorted(p.name for p in out1.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
+
+    # checkpoints hold only the trainable weights: no ViT
+    ckpt = tiny.trainable_weights(out1 / "checkpoint-10")
+    assert not any(k.startswith("vision_model.") for k in ckpt) and "qformer.query_tokens" in ckpt
+    # the final directory is a complete stage-1 model with the trained weights
+    model = Blip2Qformer.from_pretrained(out1)
+    for name, value in ckpt.items():
+        np.testing.assert_array_equal(model.state_dict()[name].numpy(), value, err_msg=name)
+    assert not model.load_report.missing
+
+    out2 = tmp_path / "stage2"
+    tiny.train(
+        [
+            "stage2", "--model_name_or_path", str(out1), "--text_model_name_or_path", str(assets["llm"]),
+            "--data_files", assets["data"], "--output_dir", str(out2), "--per_device_train_batch_size", "4",
+            "--max_steps", "8", "--warmup_steps", "1", "--learning_rate", "1e-3", "--save_steps", "8", *tiny.COMMON,
+        ],  # fmt: skip
+        tmp_path,
+    )
+    curve2 = tiny.losses(out2)
+    assert np.mean(curve2[-3:]) < np.mean(curve2[:3]), curve2
+    ckpt2 = tiny.trainable_weights(out2 / "checkpoint-8")
+    assert not any(k.startswith(("language_model.", "vision_model.")) for k in ckpt2)
+    assert "language_projection.weight" in ckpt2
+    # stage 2 started from stage 1's Q-Former (the layers it shares), not from scratch
+    start = Blip2ForConditionalGeneration.from_pretrained(out2)
+    config = json.loads((out2 / "config.json").read_text())
+    assert config["text_name_or_path"] == str(assets["llm"]) and not config["qformer_config"]["has_text_input"]
+    for name, value in ckpt2.items():
+        np.testing.assert_array_equal(start.state_dict()[name].numpy(), value, err_msg=name)
+    # the frozen LLM was not copied into the output: it comes back from text_name_or_path unchanged
+    llm = Blip2ForConditionalGeneration.from_pretrained(out1, text_name_or_path=str(assets["llm"]))
+    np.testing.assert_array_equal(
+        start.language_model.state_dict()[next(iter(start.language_model.state_dict()))].numpy(),
+        llm.language_model.state_dict()[next(iter(llm.language_model.state_dict()))].numpy(),
+    )
+    with paddle.no_grad():
+        pixels = paddle.randn([1, 3, tiny.IMAGE_SIZE, tiny.IMAGE_SIZE])
+        assert start.generate(pixels, max_new_tokens=3).shape[0] == 1
