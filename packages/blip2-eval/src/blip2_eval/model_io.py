@@ -1,0 +1,55 @@
+"""Loading what a model-running evaluation needs: the model, its tokenizer and its eval image processor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .json_files import EvalInputError
+
+
+def load_model(name_or_path: str, stage1: bool) -> Any:
+    from blip2_core import Blip2ForConditionalGeneration, Blip2Qformer
+
+    cls = Blip2Qformer if stage1 else Blip2ForConditionalGeneration
+    model = cls.from_pretrained(name_or_path)
+    model.eval()
+    return model
+
+
+def model_config(model: Any) -> Any:
+    """The model's Blip2Config (``model.config``; older blip2-core called it ``blip2_config``)."""
+    config = getattr(model, "blip2_config", None)
+    return config if config is not None else model.config
+
+
+def load_tokenizer_for(model: Any, name_or_path: str, tokenizer: str | None) -> Any:
+    """``--tokenizer``, else the model directory's files, else the LLM's named in the config."""
+    from blip2_core.text_tokenizer import load_tokenizer
+
+    candidates = [tokenizer] if tokenizer else []
+    if Path(name_or_path).is_dir():
+        candidates.append(name_or_path)
+    llm = getattr(model_config(model), "text_name_or_path", None)
+    if llm:
+        candidates.append(llm)
+    if not candidates:
+        candidates.append(name_or_path)  # a Hub repo id or a known name carries its tokenizer
+    errors = []
+    for candidate in candidates:
+        try:
+            return load_tokenizer(candidate)
+        except (OSError, ValueError) as error:
+            errors.append(f"{candidate}: {error}")
+    raise EvalInputError("no tokenizer found; pass --tokenizer DIR\n  " + "\n  ".join(errors))
+
+
+def eval_image_processor(model: Any, name_or_path: str, image_size: int | None) -> Any:
+    """The model's own preprocessing (preprocessor_config.json) in eval mode, else CLIP's at the model's size."""
+    from blip2_data import ImageProcessor, ImageProcessorConfig
+
+    directory = Path(name_or_path)
+    if image_size is None and (directory / "preprocessor_config.json").is_file():
+        return ImageProcessor.from_pretrained(directory, train=False)
+    size = image_size or model_config(model).vision_config.image_size
+    return ImageProcessor(ImageProcessorConfig(image_size=size), train=False)
