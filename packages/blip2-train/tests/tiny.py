@@ -22,6 +22,7 @@ WORDS = ["a", "dog", "cat", "man", "woman", "red", "blue", "car", "tree", "on", 
 BERT_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
 HIDDEN, LAYERS, HEADS, FFN, POSITIONS = 32, 2, 4, 37, 64
 IMAGE_SIZE = 56
+HERE = Path(__file__).parent
 
 
 def qformer_config(dropout: float) -> QFormerConfig:
@@ -136,12 +137,14 @@ def environment() -> dict[str, str]:
     return env
 
 
-def train(args: list[str], cwd: Path, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m blip2_train ...`` in a fresh process (as users run it)."""
+def train(
+    args: list[str], cwd: Path, check: bool = True, timeout: int = 300, inject: str | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m blip2_train ...`` in a fresh process (as users run it); ``inject``: a fault (see inject.py)."""
+    command = [sys.executable, "-m", "blip2_train"] if inject is None else [sys.executable, str(HERE / "inject.py"), inject]
     proc = subprocess.run(
-        [sys.executable, "-m", "blip2_train", *args], cwd=cwd, env=environment(), capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip
+        [*command, *args], cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout
+    )
     if check:
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
     return proc

@@ -183,6 +183,7 @@ class Blip2Trainer(Trainer):
         if args.should_save:
             mark_complete(os.path.join(staging, name), self.state.global_step)
             publish(os.path.join(staging, name), os.path.join(real_output, name))
+            clear_staging(real_output)
             self._rotate_checkpoints(use_mtime=False, output_dir=real_output)
         if args.world_size > 1:
             dist.barrier()
