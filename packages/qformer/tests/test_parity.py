@@ -5,7 +5,14 @@ import paddle
 import pytest
 from safetensors.numpy import load_file
 
-from blip2_qformer import QFormer, QFormerForPretraining, detect_layout, load_pretrained
+from blip2_qformer import (
+    QFormer,
+    QFormerForPretraining,
+    convert_state_dict,
+    detect_layout,
+    load_pretrained,
+    pretraining,
+)
 
 ATOL = 1e-4
 LAYOUTS = ["hf", "lavis", "paddlemix"]
@@ -145,3 +152,104 @@ def test_bare_qformer_loads_and_reports_the_heads(tiny_config, fixtures_dir, ref
     )
     with paddle.no_grad():
         close(model(paddle.to_tensor(reference_io["image_embeds_raw"])).last_hidden_state, reference_io["query_output"])
+
+
+# -- the real checkpoints' extra keys ------------------------------------------------------------------
+
+
+def test_temp_is_the_top_level_key_in_both_real_shapes(tiny_config, fixtures_dir):
+    """LAVIS saves ``temp`` as a 0-d parameter, PaddleMIX as shape [1] on its model (not under ``Qformer.``)."""
+    for layout, shape in (("lavis", ()), ("paddlemix", (1,))):
+        state = load_file(str(fixtures_dir / f"weights_{layout}.safetensors"))
+        assert state["temp"].shape == shape and "Qformer.temp" not in state
+        model, report = load_model(tiny_config, fixtures_dir, layout)
+        assert "temp" not in report.missing
+        assert model.temp.shape == []
+        assert float(model.temp) == pytest.approx(float(state["temp"].reshape(())))
+        assert float(model.temp) != pytest.approx(0.07)  # not the initial value
+
+
+@pytest.mark.parametrize(
+    "layout, unused",
+    [
+        # a buffer, and the LM decoder whose weight and bias LAVIS's state dict lists a second time (tied)
+        (
+            "lavis",
+            [
+                "Qformer.bert.embeddings.position_ids",
+                "Qformer.cls.predictions.decoder.weight",
+                "Qformer.cls.predictions.decoder.bias",
+            ],
+        ),
+        # the same buffer, BERT's token types, and a decoder Linear PaddleMIX never uses (untied)
+        (
+            "paddlemix",
+            [
+                "Qformer.bert.embeddings.position_ids",
+                "Qformer.bert.embeddings.token_type_embeddings.weight",
+                "Qformer.cls.predictions.decoder.weight",
+                "Qformer.cls.predictions.decoder.bias",
+            ],
+        ),
+    ],
+)
+def test_real_keys_no_model_uses_are_dropped(layout, unused, tiny_config, fixtures_dir):
+    state = load_file(str(fixtures_dir / f"weights_{layout}.safetensors"))
+    assert set(unused) <= set(state)  # the fixtures carry them, as the real files do
+    converted = convert_state_dict(state)
+    assert set(converted) == set(QFormerForPretraining(tiny_config).state_dict())
+
+
+def test_paddlemix_untied_decoder_is_not_what_scores_tokens(tiny_config, fixtures_dir, inputs, reference_io):
+    """PaddleMIX takes the LM logits against the word embeddings; its own decoder Linear holds other values."""
+    state = load_file(str(fixtures_dir / "weights_paddlemix.safetensors"))
+    decoder = state["Qformer.cls.predictions.decoder.weight"]  # paddle Linear [hidden, vocab]
+    assert not np.allclose(decoder.T, state["Qformer.bert.embeddings.word_embeddings.weight"])
+    model, _ = load_model(tiny_config, fixtures_dir, "paddlemix")
+    with paddle.no_grad():
+        query_out, _ = model.image_features(model.qformer.ln_vision(inputs["raw"]))
+        logits = model.itg_logits(query_out, inputs["itg_ids"], inputs["mask"]).numpy()
+    valid = reference_io["attention_mask"].astype(bool)
+    close(logits[valid], reference_io["itg_logits"][valid])
+
+
+def test_bare_paddlemix_bridge_is_recognised_and_loads(tiny_config, fixtures_dir, inputs, reference_io):
+    """A bridge file alone (PaddleMIX's bridge_name_or_path): the Q-Former module's keys, no ``Qformer.``."""
+    state = load_file(str(fixtures_dir / "weights_paddlemix_bridge.safetensors"))
+    assert not any(k.startswith("Qformer.") for k in state)
+    assert detect_layout(state) == "paddlemix"
+    model = QFormerForPretraining(tiny_config)
+    model.eval()
+    report = load_pretrained(model, state)
+    assert report.missing == ["temp"]  # PaddleMIX keeps it on the model, outside the Q-Former
+    assert report.unexpected == []
+    with paddle.no_grad():
+        close(model.qformer(inputs["raw"]).last_hidden_state, reference_io["query_output"])
+        close(model.itm_logits(inputs["raw"], inputs["ids"], inputs["mask"]), reference_io["itm_logits"])
+
+
+# -- ITM loss against a hand-written LAVIS computation -----------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_itm_loss_matches_lavis_on_the_same_hard_negatives(layout, tiny_config, fixtures_dir, inputs, reference_io):
+    """The fixture script computes LAVIS's ITM loss by hand on the most similar other sample as each negative;
+    our sampler is made to pick the same, and must be asked for image negatives from the text-to-image
+    similarities and text negatives from the image-to-text ones."""
+    model, _ = load_model(tiny_config, fixtures_dir, layout)
+    drawn = []
+
+    def hardest_negative(similarity, positives, *args, **kwargs):
+        masked = paddle.where(positives > 0, paddle.full_like(similarity, -float("inf")), similarity)
+        choice = masked.argmax(axis=1)
+        drawn.append(tuple(choice.numpy().tolist()))
+        return choice
+
+    with pytest.MonkeyPatch.context() as patch, paddle.no_grad():
+        patch.setattr(pretraining, "sample_hard_negatives", hardest_negative)
+        out = model(inputs["raw"], inputs["ids"], inputs["mask"], losses=("itm",))
+    expected = [tuple(reference_io[f"itm_negative_{kind}"].tolist()) for kind in ("images", "texts")]
+    assert sorted(drawn) == sorted(expected)
+    close(out.loss_itm, reference_io["loss_itm"])
+    close(out.loss, reference_io["loss_itm"])
+    assert out.loss_itc is None and out.loss_itg is None

@@ -31,7 +31,8 @@ def detect_layout(state_dict: dict[str, Any]) -> str:
         if module.matches(keys):
             return name
     raise ValueError(
-        "cannot tell the Q-Former checkpoint layout: no qformer.encoder, Qformer.bert or qformer.layers keys"
+        "cannot tell the Q-Former checkpoint layout: no qformer.encoder, Qformer.bert, bert.encoder (a PaddleMIX "
+        "bridge alone) or qformer.layers keys"
     )
 
 
