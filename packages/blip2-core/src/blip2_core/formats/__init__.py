@@ -18,6 +18,7 @@ from . import hf, lavis, paddlemix
 LAYOUTS = ("native", "hf", "lavis", "paddlemix")
 _TOP_PREFIXES = ("vision_model.", "visual_encoder.", "qformer.", "Qformer.", "query_tokens", "language_", "ln_vision")
 _FORMATS = {"hf": hf, "lavis": lavis, "paddlemix": paddlemix}
+_VISION_PREFIX = "visual_encoder."
 
 
 def as_full_checkpoint(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -29,19 +30,32 @@ def as_full_checkpoint(state_dict: dict[str, Any]) -> dict[str, Any]:
         vision_layout = detect_vision_layout(state_dict)
     except ValueError:
         return state_dict
-    prefix = "vision_model." if vision_layout == "hf" else "visual_encoder."
+    prefix = "vision_model." if vision_layout == "hf" else _VISION_PREFIX
     return {prefix + k: v for k, v in state_dict.items()}
 
 
 def detect_layout(state_dict: dict[str, Any]) -> str:
+    """The layout of a whole checkpoint, or of one part shipped alone: a bridge (PaddleMIX's keys without
+    ``Qformer.``) or a vision encoder (after ``as_full_checkpoint``)."""
     if any(k.startswith(("qformer.layers.", "vision_model.blocks.")) for k in state_dict):
         return "native"
     for name, module in _FORMATS.items():
         if module.matches(state_dict):
             return name
+    # No bridge: a vision encoder alone. LAVIS and PaddleMIX both put it under visual_encoder.; the orientation
+    # of its Linear weights (torch's or paddle's) tells them apart, as blip2-eva-vit's detection does.
+    vision = {k[len(_VISION_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(_VISION_PREFIX)}
+    if vision:
+        try:
+            vision_layout = detect_vision_layout(vision)
+        except ValueError:
+            vision_layout = None
+        if vision_layout in ("lavis", "paddlemix"):
+            return vision_layout
     raise ValueError(
         "cannot tell the checkpoint layout: expected HF (vision_model., qformer.encoder.), LAVIS (visual_encoder., "
-        "Qformer.bert.) or PaddleMIX (Qformer.query_tokens) keys"
+        "Qformer.bert.) or PaddleMIX (Qformer.query_tokens, or bert.encoder. in a bridge alone) keys, or a vision "
+        "encoder alone"
     )
 
 

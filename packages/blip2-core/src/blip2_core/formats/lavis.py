@@ -2,7 +2,8 @@
 
 ``visual_encoder.*``, ``ln_vision``, ``query_tokens``, ``Qformer.*``, ``vision_proj``/``text_proj``/
 ``itm_head``/``temp`` (stage 1), ``opt_proj``/``t5_proj`` and ``opt_model.*``/``t5_model.*`` (stage 2, HF
-names). LAVIS saves only what it trains: a stage-2 file usually lacks the frozen ViT and LLM.
+names). LAVIS saves only what it trains: a stage-2 file usually lacks the frozen ViT and LLM, which come from
+``eva_vit_g.pth`` (the encoder's keys alone, no prefix) and the LLM's own checkpoint.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 
 from blip2_eva_vit import convert_state_dict as convert_vision
 from blip2_qformer import convert_state_dict as convert_bridge
+from blip2_qformer.formats import lavis as bridge_layout
 
 from .hf import llm_from_hf
 
@@ -19,7 +21,7 @@ _PROJECTIONS = ("opt_proj.", "t5_proj.")
 
 
 def matches(state_dict: dict) -> bool:
-    return any(k.startswith("Qformer.bert.") for k in state_dict) and "Qformer.query_tokens" not in state_dict
+    return bridge_layout.matches(set(state_dict))
 
 
 def convert(sd: dict[str, np.ndarray], vision_heads: int, llm_type: str | None) -> dict[str, np.ndarray]:

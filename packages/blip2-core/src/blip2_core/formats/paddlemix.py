@@ -1,7 +1,9 @@
 """PaddleMIX layout of whole BLIP-2 checkpoints (``model_state.pdparams``) and its config.json (the seed's).
 
 ``visual_encoder.*`` (paddle Linear weights, fused qkv bias), the bridge under ``Qformer.`` (with the
-stage-2 ``Qformer.language_projection``), and ``language_model.*`` in paddlenlp's own names.
+stage-2 ``Qformer.language_projection``), ``temp`` ([1], stage 1) and ``language_model.*`` in paddlenlp's own
+names. PaddleMIX also ships the parts alone: the vision encoder (``eva_vit_g``, with or without
+``visual_encoder.``) and the bridge (the Q-Former module's keys, without ``Qformer.``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from blip2_eva_vit import EvaVitConfig
 from blip2_eva_vit import convert_state_dict as convert_vision
 from blip2_qformer import QFormerConfig
 from blip2_qformer import convert_state_dict as convert_bridge
+from blip2_qformer.formats import paddlemix as bridge_layout
 
 from .hf import bert_sizes
 
 
 def matches(state_dict: dict) -> bool:
-    return "Qformer.query_tokens" in state_dict or "Qformer.ln_vision.weight" in state_dict
+    """A whole PaddleMIX checkpoint, or its bridge alone (the Q-Former module's keys, without ``Qformer.``)."""
+    return bridge_layout.matches(set(state_dict))
 
 
 def convert(sd: dict[str, np.ndarray], vision_heads: int, llm_type: str | None) -> dict[str, np.ndarray]:
@@ -29,7 +33,7 @@ def convert(sd: dict[str, np.ndarray], vision_heads: int, llm_type: str | None) 
     )
     rest = {k: v for k, v in sd.items() if not k.startswith("visual_encoder.")}
     for key, value in convert_bridge(rest, "paddlemix").items():
-        if key.startswith("Qformer.language_projection."):
+        if key.startswith(("Qformer.language_projection.", "language_projection.")):  # whole file or bridge alone
             out["language_projection." + key.rsplit(".", 1)[1]] = value
         elif key.startswith("language_model."):
             out["language_model.model." + key[len("language_model.") :]] = value
