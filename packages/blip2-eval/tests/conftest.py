@@ -76,6 +76,7 @@ def write_jpeg(path: Path, seed: int) -> None:
 COCO_IDS = [42, 73, 74, 133, 136, 139]
 CAPTIONS = ["a man on a red dog", "two cats in the photo", "a dog on a man", "what a red cat", "the dog is red",
             "a cat is on the man"]  # fmt: skip
+EXTRA = ["there", "yes", "no", "how", "many", "color"]  # every caption distinct: no tied retrieval scores
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +86,7 @@ def coco_tree(tmp_path_factory) -> Path:
     for i in COCO_IDS:
         write_jpeg(root / "images" / "val2014" / f"COCO_val2014_{i:012d}.jpg", seed=i)
     karpathy = [
-        {"image": f"val2014/COCO_val2014_{i:012d}.jpg", "caption": [CAPTIONS[n], CAPTIONS[(n + 1) % 6]],
+        {"image": f"val2014/COCO_val2014_{i:012d}.jpg", "caption": [CAPTIONS[n], f"{CAPTIONS[(n + 1) % 6]} {EXTRA[n]}"],
          "image_id": f"coco_{i}"}
         for n, i in enumerate(COCO_IDS)
     ]  # fmt: skip

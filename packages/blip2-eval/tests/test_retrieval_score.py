@@ -9,12 +9,15 @@ from blip2_eval.retrieval_score import rerank_top_k, retrieval_metrics
 
 
 def brute_force(scores_i2t, scores_t2i, image_to_texts, text_to_image):
-    """Count, for each query, how many candidates score strictly higher than its best ground truth."""
+    """Count, for each query, the candidates placed before its best ground truth: a higher score, or an equal
+    score at a lower index (the documented tie rule; LAVIS's -100 fill makes ties when k_test < 10)."""
+
+    def placed_before(row_scores, target):
+        target_score = row_scores[target]
+        return sum(1 for c, s in enumerate(row_scores) if s > target_score or (s == target_score and c < target))
 
     def hit(row_scores, targets, k):
-        best = max(row_scores[t] for t in targets)
-        better = sum(1 for s in row_scores if s > best)
-        return better < k
+        return min(placed_before(row_scores, t) for t in targets) < k
 
     out = {}
     for k in (1, 5, 10):
@@ -40,6 +43,13 @@ def test_recall_equals_brute_force(seed):
         assert ours[key] == pytest.approx(value), key
     assert ours["txt_r_mean"] == pytest.approx((expected["txt_r1"] + expected["txt_r5"] + expected["txt_r10"]) / 3)
     assert ours["r_mean"] == pytest.approx((ours["txt_r_mean"] + ours["img_r_mean"]) / 2)
+
+
+def test_ties_are_broken_by_index():
+    scores = np.array([[0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]])  # the target (column 6) ties with five before it
+    metrics = retrieval_metrics(scores, scores, [[6]], [6])
+    assert metrics["txt_r5"] == 0.0 and metrics["txt_r10"] == 100.0
+    assert brute_force(scores, scores, [[6]], [6])["txt_r5"] == 0.0
 
 
 def test_perfect_and_reversed_scores():
