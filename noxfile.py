@@ -21,6 +21,8 @@ ROOT = Path(__file__).parent
 PACKAGES = ["eva-vit", "qformer", "blip2-data", "blip2-core", "blip2-train", "blip2-eval"]
 STANDALONE = ["eva-vit", "qformer"]
 PARITY_PACKAGES = ["eva-vit", "qformer", "blip2-core"]
+# Tests against the golden fixtures: the reference's outputs, and the checkpoint layouts' real key sets
+PARITY_TESTS = ["test_parity.py", "test_layouts.py"]
 # The reference implementation, test-only: the CPU torch wheel on this machine and transformers 4.x
 # (5.x needs huggingface-hub >= 1.0, which paddlenlp 3.0.0b4 cannot import with), pinned to the version that
 # made the committed fixtures (their config.json / meta.json record it; the drift check compares them).
@@ -82,7 +84,8 @@ def parity(session: nox.Session) -> None:
     session.run(python, str(ROOT / "tools/parity/make_fixtures.py"), "--out", str(fixtures), external=True)
     env = {"BLIP2_PARITY_FIXTURES": str(fixtures)}
     for package in package_dirs(PARITY_PACKAGES):
-        session.run("pytest", "-q", "-p", "no:cacheprovider", str(package / "tests" / "test_parity.py"), env=env)
+        tests = [str(package / "tests" / name) for name in PARITY_TESTS if (package / "tests" / name).exists()]
+        session.run("pytest", "-q", "-p", "no:cacheprovider", *tests, env=env)
     session.run(python, str(ROOT / "tools/parity/check_fixture_drift.py"), str(fixtures), external=True)
 
 

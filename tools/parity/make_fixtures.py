@@ -395,6 +395,18 @@ def qformer_fixtures(out: Path) -> None:
         "itc_similarity": itc.logits_per_image,
     }
     save({k: v.numpy() for k, v in stage1_io.items()}, stage1 / "io.safetensors")
+    # ... and whole, as LAVIS's Blip2Qformer and PaddleMIX's stage-1 model hold it (vision encoder included)
+    vision = {
+        k[len("vision_model.") :]: v
+        for k, v in numpy_dict(model.state_dict()).items()
+        if k.startswith(("vision_model.embeddings.", "vision_model.encoder."))
+    }
+    lavis_vision = vision_hf_to_lavis(vision)
+    lavis_whole = {**{"visual_encoder." + k: v for k, v in lavis_vision.items()}, **lavis}
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in lavis_whole.items()}}, stage1 / "lavis.pth")
+    paddlemix_vision = {"visual_encoder." + k: v for k, v in vision_lavis_to_paddlemix(lavis_vision).items()}
+    (stage1 / "paddlemix").mkdir(exist_ok=True)
+    save({**paddlemix_vision, **paddlemix}, stage1 / "paddlemix" / "model_state.safetensors")
     meta = dict(
         QFORMER,
         num_query_tokens=NUM_QUERY_TOKENS,

@@ -179,3 +179,28 @@ def test_stage1_scores_match_hf_retrieval_model(fixtures_dir):
     np.testing.assert_allclose(
         model.itc_scores(pixels, ids, mask).numpy(), ref["itc_similarity"].numpy(), atol=ATOL, rtol=0
     )
+
+
+@paddle.no_grad()
+@pytest.mark.parametrize("layout", ["lavis", "paddlemix"])
+def test_stage1_from_lavis_and_paddlemix_checkpoints_matches_hf(layout, fixtures_dir, tmp_path):
+    """The whole stage-1 model as LAVIS (``temp`` 0-d, tied decoder listed twice) and PaddleMIX (``temp`` [1],
+    token types, an untied decoder) hold it: every weight our model has is loaded, nothing else."""
+    config = Blip2Config.from_file(fixtures_dir / "stage1" / "hf" / "config.json", stage1=True)
+    if layout == "lavis":
+        path = fixtures_dir / "stage1" / "lavis.pth"
+    else:
+        state = load_file(str(fixtures_dir / "stage1" / "paddlemix" / "model_state.safetensors"))
+        assert state["temp"].shape == (1,)
+        path = tmp_path / "model_state.pdparams"
+        paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(path))
+    model = Blip2Qformer.from_pretrained(path, config=config)
+    assert model.load_report.missing == [] and model.load_report.unexpected == []
+    assert model.temp.shape == [] and float(model.temp) == pytest.approx(0.1)  # the fixtures' temperature
+    ref = {k: paddle.to_tensor(v) for k, v in load_file(str(fixtures_dir / "stage1" / "io.safetensors")).items()}
+    pixels, ids, mask = ref["pixel_values"], ref["input_ids"], ref["attention_mask"]
+    itm = paddle.nn.functional.softmax(ref["itm_logits"], axis=-1)[:, 1]
+    np.testing.assert_allclose(model.itm_scores(pixels, ids, mask).numpy(), itm.numpy(), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        model.itc_scores(pixels, ids, mask).numpy(), ref["itc_similarity"].numpy(), atol=ATOL, rtol=0
+    )
