@@ -102,10 +102,17 @@ def write_llm(directory: Path, fixtures: Path, dropout: float = 0.1) -> Path:
     return directory
 
 
-def write_captions(directory: Path, images: int = 8, captions_per_image: int = 2, bad_row: int | None = None) -> str:
+def write_captions(
+    directory: Path,
+    images: int = 8,
+    captions_per_image: int = 2,
+    bad_row: int | None = None,
+    empty_caption_row: int | None = None,
+) -> str:
     """coco_karpathy-format data: ``images`` JPEGs, 4-word captions (one token each), two per image.
 
-    ``bad_row``: that row's image is a corrupt file. Returns the --data_files entry.
+    ``bad_row``: that row's image is a corrupt file; ``empty_caption_row``: that caption is only punctuation.
+    Returns the --data_files entry.
     """
     rng = np.random.RandomState(0)
     root = directory / "images"
@@ -120,6 +127,8 @@ def write_captions(directory: Path, images: int = 8, captions_per_image: int = 2
     if bad_row is not None:
         (root / "broken.jpg").write_bytes(b"not a jpeg")
         rows[bad_row]["image"] = "broken.jpg"
+    if empty_caption_row is not None:
+        rows[empty_caption_row]["caption"] = "!!! ..."
     annotation = directory / "captions.json"
     annotation.write_text(json.dumps(rows))
     return f"{root},{annotation}"

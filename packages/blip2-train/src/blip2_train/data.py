@@ -29,6 +29,7 @@ from blip2_data import (
 logger = logging.getLogger(__name__)
 
 REPLACED_KEY = "_replaced"  # notes of bad samples that an item stands in for
+ERROR_KEY = "bad_sample_error"  # a failed item's message, carried to the main process by the batch
 
 
 def parse_data_files(datasets: Sequence[str], data_files: Sequence[str] | None) -> list[tuple[str, list | None]]:
@@ -74,6 +75,10 @@ class TrainingSamples(Dataset):
     A bad sample (unreadable image, a caption that is empty once cleaned) raises :class:`BadSampleError` naming
     the file and row; with ``skip_bad_samples`` the next good sample stands in for it (so every batch keeps its
     size, which stage 1's cross-rank gathers need) and the item carries a note of what was skipped.
+
+    ``defer_errors``: return the error as an item instead of raising it. paddle's DataLoader reads batches in a
+    thread (or worker processes), where a raised error is only printed and the training loop waits forever;
+    the batch carries it to the main process instead (see ``TrainingCollator`` and ``raise_deferred_error``).
     """
 
     def __init__(
@@ -84,8 +89,10 @@ class TrainingSamples(Dataset):
         skip_bad_samples: bool = False,
         split_for_prefix_lm: bool = False,
         max_words: int = 50,
+        defer_errors: bool = False,
     ) -> None:
         super().__init__()
+        self.defer_errors = defer_errors
         self.dataset, self.image_config, self.seed = dataset, image_config, seed
         self.skip_bad_samples, self.split_for_prefix_lm, self.max_words = skip_bad_samples, split_for_prefix_lm, max_words
 
@@ -120,7 +127,10 @@ class TrainingSamples(Dataset):
                 item = self._load(epoch, current)
             except BadSampleError as error:
                 if not self.skip_bad_samples:
-                    raise BadSampleError(f"{error} (pass --skip_bad_samples to skip such samples)") from error
+                    message = f"{error} (pass --skip_bad_samples to skip such samples)"
+                    if self.defer_errors:
+                        return {ERROR_KEY: message}
+                    raise BadSampleError(message) from error
                 notes.append(str(error))
                 continue
             item[REPLACED_KEY] = notes
@@ -167,6 +177,9 @@ class TrainingCollator:
         self.collator, self.stage = collator, stage
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        failed = [item[ERROR_KEY] for item in items if ERROR_KEY in item]
+        if failed:  # text travels as bytes: paddle's loader passes only arrays
+            return {ERROR_KEY: np.frombuffer(failed[0].encode("utf-8"), dtype=np.uint8).copy()}
         notes = [note for item in items for note in item.pop(REPLACED_KEY, [])]
         for note in notes:
             logger.warning("skipped a bad sample: %s", note)
@@ -178,3 +191,12 @@ class TrainingCollator:
             inputs["labels"] = batch["labels"]
         inputs["bad_samples"] = np.asarray([len(notes)], dtype=np.int64)
         return inputs
+
+
+def raise_deferred_error(inputs: dict[str, Any]) -> None:
+    """Raise, in the main process, the error a batch carries (see ``TrainingSamples(defer_errors=True)``)."""
+    if ERROR_KEY in inputs:
+        value = inputs[ERROR_KEY]
+        value = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+        message = bytes(value.astype(np.uint8)).decode("utf-8")
+        raise BadSampleError(message)

@@ -104,6 +104,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         seed=args.seed,
         skip_bad_samples=data_args.skip_bad_samples,
         split_for_prefix_lm=stage == "stage2" and not model.language_model.is_decoder_only,
+        defer_errors=True,
     )
     model_kwargs = {}
     if stage == "stage1":

@@ -25,7 +25,7 @@ from .checkpoint import (
     publish,
     save_trainable,
 )
-from .data import GlobalBatchSampler
+from .data import GlobalBatchSampler, raise_deferred_error
 from .optimizer import build_adamw
 from .schedule import WarmupCosineSchedule
 
@@ -115,6 +115,7 @@ class Blip2Trainer(Trainer):
     # -- loss ---------------------------------------------------------------------------------------
 
     def compute_loss(self, model, inputs, return_outputs=False):
+        raise_deferred_error(inputs)
         bad = inputs.pop("bad_samples", None)
         if bad is not None:
             self.bad_samples += int(bad.sum())
