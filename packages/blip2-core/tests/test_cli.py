@@ -5,16 +5,12 @@ import shutil
 
 import numpy as np
 import paddle
-import pytest
-from PIL import Image
 from safetensors.numpy import load_file
 
 from blip2_core import Blip2ForConditionalGeneration, Blip2Qformer
 from blip2_core.checkpoint_io import write_safetensors
 from blip2_core.merge import main as merge_main
 from blip2_core.predict import main as predict_main
-
-WORDS = ["a", "photo", "of", "what", "is", "in", "the", "picture", "question", "answer", ":", "?", "cat", "dog"]
 
 
 def split_stage1(fixtures_dir, tmp_path):
@@ -41,7 +37,7 @@ def test_merge_stage1_round_trip_gives_the_reference_scores(fixtures_dir, tmp_pa
 
 
 def test_merge_stage2_from_two_layouts_generates_as_the_reference(fixtures_dir, tmp_path):
-    """Vision from a LAVIS .pth, bridge from an HF directory, LLM named: the seed's merge_weight.py, working."""
+    """Vision from a LAVIS .pth, bridge from an HF directory, LLM named: PaddleMIX's merge_weight.py, working."""
     code = merge_main(
         [
             "--vision",
@@ -73,32 +69,6 @@ def test_merge_refuses_a_bridge_without_the_qformer(fixtures_dir, tmp_path, caps
     assert merge_main(["--vision", str(vision), "--bridge", str(vision), "--save", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "would lack" in err and "qformer." in err
-
-
-@pytest.fixture(scope="module")
-def model_dir(fixtures_dir, tmp_path_factory):
-    """The tiny OPT model with a real (WordPiece) tokenizer over its 100 ids."""
-    directory = tmp_path_factory.mktemp("model") / "blip2"
-    shutil.copytree(fixtures_dir / "opt" / "hf", directory)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    vocab += [f"w{i}" for i in range(100 - len(vocab))]
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (directory / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
-    )
-    return directory
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.RandomState(0)
-    paths = []
-    for i in range(2):
-        path = folder / f"image{i}.jpg"
-        Image.fromarray(rng.randint(0, 255, (80, 100, 3), dtype=np.uint8)).save(path)
-        paths.append(str(path))
-    return paths
 
 
 def generate_by_hand(model_dir, images, prompt, **settings):

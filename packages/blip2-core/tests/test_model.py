@@ -12,8 +12,8 @@ from safetensors.numpy import load_file
 from blip2_core import Blip2Config, Blip2ForConditionalGeneration, Blip2Qformer
 from blip2_core.hub import ModelNotAvailableError
 
-# The config.json of the seed's README (PaddleMIX blip2-stage2), verbatim.
-SEED_CONFIG = {
+# The config.json of PaddleMIX's BLIP-2 README (blip2-stage2), verbatim.
+PADDLEMIX_CONFIG = {
     "architectures": ["Blip2ForConditionalGeneration"],
     "vision_name_or_path": "paddlemix/blip2-stage2/eva_vit_g",
     "bridge_name_or_path": "paddlemix/blip2-stage2/Qformer",
@@ -68,7 +68,7 @@ SEED_CONFIG = {
 
 
 def test_seed_config_reads_as_blip2_opt():
-    config = Blip2Config.from_dict(SEED_CONFIG)
+    config = Blip2Config.from_dict(PADDLEMIX_CONFIG)
     v, q = config.vision_config, config.qformer_config
     assert (v.num_layers, v.hidden_size, v.mlp_hidden_size, v.num_heads, v.image_size) == (39, 1408, 6144, 16, 224)
     assert (q.num_layers, q.hidden_size, q.cross_attention_freq, q.num_query_tokens, q.encoder_hidden_size) == (
@@ -81,11 +81,11 @@ def test_seed_config_reads_as_blip2_opt():
     assert not q.has_text_input  # a stage-2 model: no word embeddings, no text FFN
     assert config.text_config is None and config.text_name_or_path == "facebook/opt-2.7b"
     assert config.vision_and_bridge_name_or_path == "paddlemix/blip2-caption-opt2.7b"
-    assert Blip2Config.from_dict(SEED_CONFIG, stage1=True).qformer_config.vocab_size == 30523  # + [DEC]
+    assert Blip2Config.from_dict(PADDLEMIX_CONFIG, stage1=True).qformer_config.vocab_size == 30523  # + [DEC]
 
 
 def test_num_query_tokens_is_honoured():
-    values = json.loads(json.dumps(SEED_CONFIG))
+    values = json.loads(json.dumps(PADDLEMIX_CONFIG))
     values["qformer_config"]["num_query_tokens"] = 16
     assert Blip2Config.from_dict(values).num_query_tokens == 16
 
@@ -263,7 +263,7 @@ def test_seed_composition_from_a_bare_vision_encoder_and_a_bridge(fixtures_dir, 
         tmp_path / "qformer",
     )
     vision, qformer = hf["vision_config"], hf["qformer_config"]
-    seed = {
+    paddlemix_config = {
         "vision_name_or_path": str(tmp_path / "eva_vit"),
         "bridge_name_or_path": str(tmp_path / "qformer"),
         "freeze_vit": True,
@@ -277,7 +277,7 @@ def test_seed_composition_from_a_bare_vision_encoder_and_a_bridge(fixtures_dir, 
                            "vision_layer_norm_eps": vision["layer_norm_eps"]},
     }  # fmt: skip
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text(json.dumps(seed))
+    (tmp_path / "model" / "config.json").write_text(json.dumps(paddlemix_config))
     with caplog.at_level("INFO"):
         model = Blip2Qformer.from_pretrained(tmp_path / "model")
     assert any(f"dropped blocks [{last + 1}]" in message for message in caplog.messages)

@@ -1,5 +1,5 @@
 """The whole model against HF transformers' Blip2ForConditionalGeneration / Blip2ForImageTextRetrieval,
-loaded from the HF directory, a LAVIS .pth and a PaddleMIX (seed-style) directory of the same weights."""
+loaded from the HF directory, a LAVIS .pth and a PaddleMIX directory of the same weights."""
 
 import json
 
@@ -21,15 +21,15 @@ def io(fixtures_dir, llm):
     }
 
 
-def seed_style_dir(fixtures_dir, llm, tmp_path):
-    """PaddleMIX's layout: model_state.pdparams (written by paddle.save) + the seed's config.json naming the LLM."""
+def paddlemix_dir(fixtures_dir, llm, tmp_path):
+    """PaddleMIX's layout: model_state.pdparams (written by paddle.save) + PaddleMIX's config.json naming the LLM."""
     hf = json.loads((fixtures_dir / llm / "hf" / "config.json").read_text())
     vision, qformer = hf["vision_config"], hf["qformer_config"]
     weights = tmp_path / "vision_and_bridge"
     weights.mkdir()
     state = load_file(str(fixtures_dir / llm / "paddlemix" / "vision_and_bridge.safetensors"))
     paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(weights / "model_state.pdparams"))
-    seed = {
+    paddlemix_config = {
         "architectures": ["Blip2ForConditionalGeneration"],
         "vision_and_bridge_name_or_path": str(weights),
         "text_config": str(fixtures_dir / llm / "llm"),
@@ -62,7 +62,7 @@ def seed_style_dir(fixtures_dir, llm, tmp_path):
     }
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    (model_dir / "config.json").write_text(json.dumps(seed))
+    (model_dir / "config.json").write_text(json.dumps(paddlemix_config))
     return model_dir
 
 
@@ -72,7 +72,7 @@ def load(layout, llm, fixtures_dir, tmp_path):
     if layout == "lavis":  # LAVIS files carry no config: the architecture comes from the caller
         config = Blip2Config.from_file(fixtures_dir / llm / "hf" / "config.json")
         return Blip2ForConditionalGeneration.from_pretrained(fixtures_dir / llm / "lavis.pth", config=config)
-    return Blip2ForConditionalGeneration.from_pretrained(seed_style_dir(fixtures_dir, llm, tmp_path))
+    return Blip2ForConditionalGeneration.from_pretrained(paddlemix_dir(fixtures_dir, llm, tmp_path))
 
 
 @pytest.fixture(

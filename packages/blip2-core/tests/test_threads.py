@@ -43,8 +43,8 @@ IMPORT_ORDERS = {
         "blip2_qformer.use_all_cores(), blip2_eva_vit.use_all_cores()",
     ),
     "command-line start-up": (
-        "import blip2_core.startup",
-        "blip2_core.startup.start_command_line_tool()",
+        "import blip2_core.command_line",
+        "blip2_core.command_line.start_command_line_tool()",
     ),
 }
 

@@ -1,7 +1,7 @@
 """``Blip2Config``: the parts of a BLIP-2 model and where their weights come from.
 
 Reads three config.json dialects: ours (what ``save_pretrained`` writes), the one HF transformers writes
-for ``Salesforce/blip2-*`` (``model_type: blip-2`` with nested HF configs), and the seed's PaddleMIX one
+for ``Salesforce/blip2-*`` (``model_type: blip-2`` with nested HF configs), and PaddleMIX's
 (``vision_name_or_path``, ``bridge_name_or_path``, ``vision_and_bridge_name_or_path``, ``text_config`` naming
 the LLM, ``freeze_vit``, ``qformer_config``, ``vision_config``, ``use_decoder_only_language_model``).
 """
@@ -31,7 +31,7 @@ class Blip2Config:
     qformer_config: QFormerConfig = field(default_factory=lambda: QFormerConfig(has_text_input=False))
     # The LLM's config (model_type "opt" or "t5"); None for a stage-1 model. A dict in HF's form is accepted.
     text_config: TextConfig | None = None
-    # Where the LLM's weights and tokenizer live when they are not in this checkpoint (seed's "text_config").
+    # Where the LLM's weights and tokenizer live when they are not in this checkpoint (PaddleMIX's config.json names it in "text_config").
     text_name_or_path: str | None = None
     image_token_index: int | None = None
     freeze_vit: bool = True
@@ -95,11 +95,11 @@ class Blip2Config:
         try:
             values = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from error
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
         try:
             return cls.from_dict(values, stage1)
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}: {error}") from error
+            raise ValueError(f"{path}: {error}") from None
 
     @classmethod
     def _from_native(cls, values: dict[str, Any]) -> Blip2Config:

@@ -45,7 +45,7 @@ def split_repo_id(name: str) -> tuple[str, str | None]:
     return "/".join(parts[:2]), "/".join(parts[2:])
 
 
-def _looks_like_a_path(name: str) -> bool:
+def looks_like_a_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~", "\\")) or (len(name) > 1 and name[1] == ":") or name in (".", "..")
 
 
@@ -64,7 +64,7 @@ def resolve(
     local = Path(text).expanduser()
     if local.exists():
         return local
-    if _looks_like_a_path(text):
+    if looks_like_a_path(text):
         raise FileNotFoundError(f"no such file or directory: {local}")
     repo_id, subfolder = split_repo_id(text)
     patterns = _scoped_patterns(allow_patterns, subfolder)
@@ -108,6 +108,9 @@ def _snapshot(repo_id: str, subfolder: str | None, patterns: list[str] | None, r
     )
 
     offline = is_offline()
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    # huggingface_hub's errors end in a urllib3 retry repr: the messages below say the same in one sentence.
+    unreachable = f"{endpoint or 'the Hugging Face Hub'} could not be reached (no network, or a proxy or firewall)"
     try:
         folder = snapshot_download(
             repo_id,
@@ -115,20 +118,19 @@ def _snapshot(repo_id: str, subfolder: str | None, patterns: list[str] | None, r
             allow_patterns=patterns,
             cache_dir=hub_cache_dir(),
             local_files_only=offline,
-            endpoint=os.environ.get("HF_ENDPOINT") or None,
+            endpoint=endpoint,
         )
-    except LocalEntryNotFoundError as e:
-        reason = "HF_HUB_OFFLINE is set" if offline else f"the Hub could not be reached ({e.__cause__ or e})"
-        raise ModelNotAvailableError(_not_available_message(repo_id, subfolder, patterns, revision, reason)) from e
+    except LocalEntryNotFoundError:
+        reason = "HF_HUB_OFFLINE is set" if offline else unreachable
+        raise ModelNotAvailableError(_not_available_message(repo_id, subfolder, patterns, revision, reason)) from None
     except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError) as e:
         raise ModelNotAvailableError(
             f"{repo_id}: {type(e).__name__}: the repo or revision {revision or 'main'} does not exist on the Hub, "
             f"or it is private/gated and needs a token (huggingface-cli login, or HF_TOKEN)"
         ) from e
     except (requests.ConnectionError, requests.Timeout) as e:
-        raise ModelNotAvailableError(
-            _not_available_message(repo_id, subfolder, patterns, revision, f"the download failed ({e})")
-        ) from e
+        reason = f"{unreachable}; the download stopped ({type(e).__name__})"
+        raise ModelNotAvailableError(_not_available_message(repo_id, subfolder, patterns, revision, reason)) from None
     return Path(folder)
 
 

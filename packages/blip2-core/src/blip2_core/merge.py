@@ -1,9 +1,11 @@
 """``blip2-merge``: one checkpoint from a vision encoder and a Q-Former (bridge), loadable by ``from_pretrained``.
 
-The seed's ``merge_weight.py`` read the vision weights twice and so never merged the bridge; here each part
+PaddleMIX's ``merge_weight.py`` read the vision weights twice and so never merged the bridge; here each part
 is read from its own source, converted from whatever layout it is in, checked against the model's shapes,
 and written as our safetensors + config.json. With ``--llm`` the result is a stage-2 model whose LLM
-weights are read from that name at load time; without, a stage-1 model (``Blip2Qformer``).
+weights are read from that name at load time. Without, a bridge that has its text parts (word embeddings)
+makes a stage-1 model (``Blip2Qformer``); one without them (a stage-2 Q-Former) makes a vision + bridge
+checkpoint, as PaddleMIX's ``vision_and_bridge`` files are, to which the LLM is named when loading.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .startup import start_command_line_tool
+from .command_line import start_command_line_tool
 
 if TYPE_CHECKING:  # imported where used: paddle loads only after start_command_line_tool()
     from .config import Blip2Config
+
+WORD_EMBEDDINGS = "qformer.embeddings.word_embeddings.weight"  # present only in a Q-Former with its text parts
+LLM_PREFIXES = ("language_model.", "opt_model.", "t5_model.")  # HF and PaddleMIX; LAVIS OPT; LAVIS T5
 
 
 def _config_of(path: Path) -> Blip2Config | None:
@@ -30,11 +35,19 @@ def _config_of(path: Path) -> Blip2Config | None:
     return Blip2Config.from_file(file, stage1=True)
 
 
+def _without_llm(state_dict: dict) -> dict:
+    # The LLM is read from its own name at load time (--llm): an LLM inside either part is left unread.
+    return {k: v for k, v in state_dict.items() if not k.startswith(LLM_PREFIXES)}
+
+
 def merge(
     vision: str, bridge: str, save: str | Path, llm: str | None = None, trust_pickle: bool = False
 ) -> tuple[Path, Blip2Config]:
     """Write the merged checkpoint into ``save``; returns the directory and its config."""
     import paddle
+
+    from blip2_eva_vit import EvaVisionTransformer
+    from blip2_qformer import QFormer
 
     from .checkpoint_io import write_safetensors
     from .config import Blip2Config
@@ -47,25 +60,42 @@ def merge(
     config = _config_of(bridge_source.path) or _config_of(vision_source.path) or Blip2Config()
     vision_config = (_config_of(vision_source.path) or config).vision_config
     config = dataclasses.replace(
-        config, vision_config=vision_config, vision_name_or_path=None, bridge_name_or_path=None
+        config,
+        vision_config=vision_config,
+        vision_name_or_path=None,
+        bridge_name_or_path=None,
+        vision_and_bridge_name_or_path=None,
+        text_config=_text_config(llm) if llm else None,
+        text_name_or_path=llm,
     )
-    config.vision_and_bridge_name_or_path = None
-    if llm:
-        config.text_name_or_path = llm
-        config.text_config = _text_config(llm)
-        config.qformer_config = dataclasses.replace(config.qformer_config, has_text_input=False)
-    else:
-        config.text_config = None
-        config.qformer_config = dataclasses.replace(config.qformer_config, has_text_input=True)
-
-    vision_weights = convert_state_dict(_read(vision_source), vision_config.num_heads, config.llm_type)
+    vision_weights = convert_state_dict(_without_llm(_read(vision_source)), vision_config.num_heads, config.llm_type)
     weights = {k: v for k, v in vision_weights.items() if k.startswith("vision_model.")}
-    bridge_weights = convert_state_dict(_read(bridge_source), vision_config.num_heads, config.llm_type)
-    weights.update({k: v for k, v in bridge_weights.items() if not k.startswith(("vision_model.", "language_model."))})
+    bridge_weights = convert_state_dict(_without_llm(_read(bridge_source)), vision_config.num_heads, config.llm_type)
+    weights.update({k: v for k, v in bridge_weights.items() if not k.startswith("vision_model.")})
+
+    words = weights.get(WORD_EMBEDDINGS)
+    stage1 = not llm and words is not None
+    qformer = config.qformer_config
+    if stage1 and not qformer.has_text_input:  # a stage-2 config beside stage-1 weights: [DEC] is the last row
+        rows = int(words.shape[0])
+        qformer = dataclasses.replace(qformer, has_text_input=True, vocab_size=rows, bos_token_id=rows - 1)
+    config = dataclasses.replace(config, qformer_config=dataclasses.replace(qformer, has_text_input=stage1))
 
     with paddle.LazyGuard():  # shapes only: nothing is allocated
-        model = Blip2ForConditionalGeneration(config) if llm else Blip2Qformer(config)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith("language_model.")}
+        if llm:
+            parts = {"": Blip2ForConditionalGeneration(config)}
+        elif stage1:
+            parts = {"": Blip2Qformer(config)}
+        else:  # vision + bridge: the projection's width depends on the LLM named later, so it is kept unchecked
+            parts = {"vision_model.": EvaVisionTransformer(config.vision_config), "qformer.": QFormer(qformer)}
+    expected = {
+        prefix + k: tuple(v.shape)
+        for prefix, part in parts.items()
+        for k, v in part.state_dict().items()
+        if not k.startswith("language_model.")
+    }
+    if not llm and not stage1:
+        expected.update({k: tuple(v.shape) for k, v in weights.items() if k.startswith("language_projection.")})
     for key, value in weights.items():
         if key in expected and tuple(value.shape) != expected[key]:
             if key == "vision_model.pos_embed":
@@ -113,8 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"blip2-merge: {error}", file=sys.stderr)
         return 1
-    kind = f"stage-2 model with {args.llm}" if args.llm else "stage-1 model (Blip2Qformer)"
-    print(f"blip2-merge: wrote a {kind} to {directory}")
+    if args.llm:
+        print(f"blip2-merge: wrote a stage-2 model with {args.llm} to {directory}")
+    elif config.qformer_config.has_text_input:
+        print(f"blip2-merge: wrote a stage-1 model (Blip2Qformer) to {directory}")
+    else:
+        print(
+            f"blip2-merge: wrote a vision encoder + Q-Former (stage 2, no LLM) to {directory}; name the LLM when "
+            f"you use it: blip2-predict --model {directory} --llm facebook/opt-2.7b (or blip2-merge ... --llm)"
+        )
     return 0
 
 

@@ -20,6 +20,7 @@ Fetching the weights is :mod:`blip2_core.fetching`'s job.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 LAVIS_BLIP2 = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2"
@@ -284,6 +285,8 @@ _TABLE = (
 )
 _BY_NAME = {n: e for e in _TABLE for n in (e.name, *e.aliases)}
 _BY_FOLDED_NAME = {n.lower(): e for n, e in _BY_NAME.items()}
+# Name spaces of names that are not Hub repos themselves (PaddleMIX's and LAVIS's names).
+_RESERVED_NAMESPACES = {n.partition("/")[0].lower() for n, e in _BY_NAME.items() if "/" in n and n != e.source}
 
 
 def all_entries() -> list[ModelEntry]:
@@ -295,6 +298,19 @@ def lookup(name: str) -> ModelEntry | None:
     """The entry for a known name or alias (case-insensitive), or None for anything else (a path, a repo id)."""
     name = name.strip().rstrip("/")
     return _BY_NAME.get(name) or _BY_FOLDED_NAME.get(name.lower())
+
+
+def similar_names(name: str, count: int = 3) -> list[str]:
+    """The known names closest to ``name`` (a typo, a missing suffix), best first."""
+    folded = {n.lower(): n for n in _BY_NAME}
+    return [folded[n] for n in difflib.get_close_matches(name.strip().lower(), folded, n=count, cutoff=0.6)]
+
+
+def is_misspelt_name(name: str) -> bool:
+    """True for a name under ``paddlemix/``, ``blip2_opt/`` or another name space of PaddleMIX's and LAVIS's
+    names (not Hub accounts) that is not in the table, nor a folder of one: a typo, not a Hub repo to try."""
+    parts = name.strip().strip("/").split("/")
+    return parts[0].lower() in _RESERVED_NAMESPACES and lookup("/".join(parts[:2])) is None
 
 
 def format_table(entries: list[ModelEntry] | None = None, descriptions: bool = False) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .startup import start_command_line_tool
+from .command_line import error_message, start_command_line_tool
 
 DEFAULT_CAPTION_PROMPT = ""  # LAVIS's caption_coco models are prompted with "a photo of"; --prompt sets it
 NO_DEFAULT_MODEL = (
@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--list-models", action="store_true", help="list the known model names and where they are published"
     )
     parser.add_argument(
+        "--llm",
+        metavar="NAME_OR_PATH",
+        help="the LLM, for a model whose config.json names none (e.g. blip2-merge's vision + bridge output)",
+    )
+    parser.add_argument(
         "--tokenizer", metavar="NAME_OR_PATH", help="the LLM's tokenizer files (default: the model's, else its LLM's)"
     )
     parser.add_argument(
@@ -58,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_image(path_or_url: str) -> Any:
+    """An RGB image from a file or an http(s) URL; ``OSError`` naming the file and what is wrong with it."""
     from PIL import Image
 
     if path_or_url.startswith(("http://", "https://")):
@@ -67,17 +73,24 @@ def read_image(path_or_url: str) -> Any:
             response = requests.get(path_or_url, timeout=30)
             response.raise_for_status()
         except requests.RequestException as error:
-            raise OSError(f"cannot fetch {path_or_url}: {error}") from error
-        return Image.open(io.BytesIO(response.content)).convert("RGB")
+            raise OSError(f"cannot fetch {path_or_url} ({type(error).__name__})") from None
+        try:
+            return Image.open(io.BytesIO(response.content)).convert("RGB")
+        except OSError as error:
+            raise OSError(f"{path_or_url} is not a readable image ({error})") from None
     from blip2_data import load_image
 
     path = Path(path_or_url)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not an image file")
     if not path.is_file():
         raise FileNotFoundError(f"no image file at {path}")
+    if path.stat().st_size == 0:
+        raise OSError(f"{path} is empty (0 bytes)")
     try:
         return load_image(path)
     except OSError as error:
-        raise OSError(f"{path}: not a readable image ({error})") from error
+        raise OSError(f"{path} is not a readable image ({error})") from None
 
 
 def _image_processor(model: Any, model_path: Path | None) -> Any:
@@ -101,38 +114,54 @@ def _tokenizer(args: argparse.Namespace, model: Any, model_path: Path | None) ->
         try:
             return load_tokenizer(candidate)
         except (OSError, ValueError) as error:
-            errors.append(f"{candidate}: {error}")
-    raise SystemExit("blip2-predict: no tokenizer found; pass --tokenizer DIR\n  " + "\n  ".join(errors))
+            errors.append(str(error).replace("\n", "\n    "))
+    tried = "".join(f"\n  - {error}" for error in errors) or "\n  - the model names no LLM whose tokenizer to use"
+    raise ValueError(f"no tokenizer for {args.model}:{tried}\n  pass --tokenizer DIR (the LLM's tokenizer files)")
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row per ``--image``, in order: the caption or answer, or ``error`` saying why that image failed."""
     import numpy as np
     import paddle
 
     from .modeling import Blip2ForConditionalGeneration, tokenize
 
     model = Blip2ForConditionalGeneration.from_pretrained(
-        args.model, trust_pickle=args.trust_pickle, dtype=None if args.dtype == "float32" else args.dtype
+        args.model,
+        text_name_or_path=args.llm,
+        trust_pickle=args.trust_pickle,
+        dtype=None if args.dtype == "float32" else args.dtype,
     )
     model_path = Path(args.model) if Path(args.model).exists() else None
     tokenizer = _tokenizer(args, model, model_path)
     processor = _image_processor(model, model_path)
-    pixels = paddle.to_tensor(np.stack([processor(read_image(image)) for image in args.image]))
+    rows: list[dict[str, Any]] = []
+    pixels = []
+    for image in args.image:
+        try:
+            pixels.append(processor(read_image(image)))
+            rows.append({"image": image})
+        except OSError as error:  # one bad image must not cost the others their captions
+            rows.append({"image": image, "error": str(error)})
+    good = [row for row in rows if "error" not in row]
+    if not good:
+        return rows
+    pixels = paddle.to_tensor(np.stack(pixels))
     if args.question is not None:
         answers = model.predict_answers(
             pixels,
-            [args.question] * len(args.image),
+            [args.question] * len(good),
             tokenizer,
             num_beams=args.num_beams,
             max_new_tokens=args.max_new_tokens or 10,
             min_new_tokens=1 if args.min_new_tokens is None else args.min_new_tokens,
         )
-        return [
-            {"image": image, "question": args.question, "answer": answer} for image, answer in zip(args.image, answers)
-        ]
+        for row, answer in zip(good, answers):
+            row.update(question=args.question, answer=answer)
+        return rows
     prompt = args.prompt if args.prompt is not None else DEFAULT_CAPTION_PROMPT
     decoder_only = model.language_model.is_decoder_only
-    input_ids, mask = tokenize(tokenizer, [prompt] * len(args.image), left_pad=decoder_only)
+    input_ids, mask = tokenize(tokenizer, [prompt] * len(good), left_pad=decoder_only)
     beams = args.num_beams
     ids = model.generate(
         pixels,
@@ -143,9 +172,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         min_new_tokens=args.min_new_tokens if args.min_new_tokens is not None else (8 if beams > 1 else 0),
     )
     captions = [t.strip() for t in tokenizer.batch_decode(ids.numpy().tolist(), skip_special_tokens=True)]
-    if prompt:
-        captions = [f"{prompt.strip()} {caption}".strip() for caption in captions]
-    return [{"image": image, "caption": caption} for image, caption in zip(args.image, captions)]
+    for row, caption in zip(good, captions):
+        row["caption"] = f"{prompt.strip()} {caption}".strip() if prompt else caption
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,17 +192,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     start_command_line_tool()
     try:
-        results = run(args)
+        rows = run(args)
     except (OSError, ValueError) as error:
-        print(f"blip2-predict: {error}", file=sys.stderr)
+        print(f"blip2-predict: {error_message(error)}", file=sys.stderr)
         return 1
-    for result in results:
+    for row in rows:
+        if "error" in row:
+            print(f"blip2-predict: {row['error']}", file=sys.stderr)
         if args.json:
-            print(json.dumps(result, ensure_ascii=False))
-        else:
-            text = result.get("answer", result.get("caption"))
-            print(f"{result['image']}\t{text}")
-    return 0
+            print(json.dumps(row, ensure_ascii=False))
+        elif "error" not in row:
+            print(f"{row['image']}\t{row.get('answer', row.get('caption'))}")
+    failed = sum("error" in row for row in rows)
+    if failed:
+        print(f"blip2-predict: {failed} of {len(rows)} images could not be read", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 A name is looked up in the table of known names (``model_names``), else taken as a local path or a Hub repo
 id (``hub``). A directory's config.json says what to build; its weights may sit beside it (ours, HF's,
-PaddleMIX's ``model_state.pdparams``) or be composed from elsewhere, as the seed's config does
+PaddleMIX's ``model_state.pdparams``) or be composed from elsewhere, as PaddleMIX's config.json does
 (``vision_and_bridge_name_or_path``, or ``vision_name_or_path`` + ``bridge_name_or_path``, and ``text_config``
 naming the LLM).
 """
@@ -63,10 +63,45 @@ def _locate(name_or_path: str | os.PathLike, trust_pickle: bool) -> tuple[Source
     local = Path(text).expanduser()
     if local.exists():
         return Source(local, None, True), None  # the user named this path: reading it is their call
-    path = hub.resolve(text, allow_patterns=list(SAFE_FILES))
-    if path.is_dir() and not any(path.glob("*.safetensors")):
-        path = hub.resolve(text, allow_patterns=list(PICKLE_FILES))
+    if model_names.is_misspelt_name(text):
+        namespace = text.strip("/").split("/")[0]
+        raise UnknownModelError(_unknown_name_message(text, f"not one of the known {namespace}/ names"))
+    if "/" not in text.strip("/") and not hub.looks_like_a_path(text):
+        raise UnknownModelError(
+            _unknown_name_message(text, "not a known name, an existing file or directory, or a Hub repo id (org/name)")
+        )
+    try:
+        path = hub.resolve(text, allow_patterns=list(SAFE_FILES))
+        if path.is_dir() and not any(path.glob("*.safetensors")):
+            path = hub.resolve(text, allow_patterns=list(PICKLE_FILES))
+    except hub.ModelNotAvailableError as error:
+        if not model_names.similar_names(text):
+            raise
+        hub_said = str(error).splitlines()[0]
+        raise UnknownModelError(
+            _unknown_name_message(text, f"not a known name, nor a Hub repo here ({hub_said})")
+        ) from None
     return Source(path, None, trust_pickle), None
+
+
+class NoLanguageModelError(ValueError):
+    """A stage-2 model was asked for, and nothing names its LLM. ``source`` and ``reason`` let a CLI word it."""
+
+    def __init__(self, source: str | os.PathLike, reason: str) -> None:
+        self.source, self.reason = str(source), reason
+        super().__init__(
+            f"{source} names no LLM ({reason}): pass text_name_or_path= (e.g. 'facebook/opt-2.7b') or config="
+        )
+
+
+class UnknownModelError(hub.ModelNotAvailableError):
+    """A model name that is neither known, nor a path, nor an available Hub repo; the message suggests names."""
+
+
+def _unknown_name_message(name: str, why: str) -> str:
+    similar = model_names.similar_names(name)
+    guess = f"\n  did you mean {' or '.join(similar)}?" if similar else ""
+    return f"no model {name!r}: {why}{guess}\n  `blip2-predict --list-models` lists the known names and their sources"
 
 
 def _read(source: Source) -> dict[str, np.ndarray]:
@@ -87,7 +122,7 @@ def _text_config(text_name_or_path: str) -> TextConfig:
     try:
         return TextConfig.from_dict(json.loads(config_file.read_text()))
     except (ValueError, TypeError) as error:
-        raise ValueError(f"{config_file}: not an OPT or T5 config.json ({error})") from error
+        raise ValueError(f"{config_file}: not an OPT or T5 config.json ({error})") from None
 
 
 def load_pretrained(
@@ -109,7 +144,7 @@ def load_pretrained(
     elif stage1:
         config = Blip2Config(qformer_config=dataclasses.replace(Blip2Config().qformer_config, has_text_input=True))
     elif entry is None and text_name_or_path is None:
-        raise ValueError(f"{source.path} has no config.json: pass config= or text_name_or_path= (the LLM)")
+        raise NoLanguageModelError(source.path, "it has no config.json")
     else:
         config = Blip2Config()
     if entry is not None:
@@ -118,7 +153,7 @@ def load_pretrained(
         config.text_name_or_path = text_name_or_path
     if not stage1 and config.text_config is None:
         if not config.text_name_or_path:
-            raise ValueError(f"{name_or_path}: no text_config and no LLM named (text_name_or_path)")
+            raise NoLanguageModelError(name_or_path, "its config.json has no text_config or text_name_or_path")
         config.text_config = _text_config(config.text_name_or_path)
 
     model = model_class(config)

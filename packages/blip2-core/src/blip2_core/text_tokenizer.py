@@ -46,9 +46,14 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
         from paddlenlp.transformers import BertTokenizer
 
         return BertTokenizer(str(directory / "vocab.txt"), do_lower_case=config.get("do_lower_case", True))
-    raise ValueError(
-        f"{directory}: no tokenizer files found (vocab.json+merges.txt, tokenizer.json, spiece.model or vocab.txt)"
+    raise TokenizerNotFoundError(
+        f"{directory} has no tokenizer files: an OPT tokenizer is vocab.json + merges.txt (or tokenizer.json), "
+        f"a FlanT5 one spiece.model, a BERT one vocab.txt"
     )
+
+
+class TokenizerNotFoundError(FileNotFoundError):
+    """A directory holds none of the tokenizer files we read; the message names it and the files."""
 
 
 def _special_tokens(directory: Path, config: dict[str, Any]) -> dict[str, str]:

@@ -1,5 +1,17 @@
 """BLIP-2 data: COCO / VG / VQAv2 / custom datasets, image and text processors, collators, data loading."""
 
+try:
+    import paddle  # noqa: F401 - the loaders are paddle's; checked first so that a missing install says what to do
+except ModuleNotFoundError as error:
+    if error.name != "paddle":
+        raise
+    raise ModuleNotFoundError(
+        "blip2-data needs PaddlePaddle, which is not installed: pip install 'blip2-data[cpu]' (or pip install "
+        "paddlepaddle) for the CPU build; for a GPU, pip install paddlepaddle-gpu (pick the CUDA build on "
+        "paddlepaddle.org.cn)",
+        name="paddle",
+    ) from None
+
 from .collator import IGNORE_INDEX, Blip2Collator, pad_sequences
 from .datasets import Blip2Dataset, ConcatDataset, concat_datasets
 from .download import (

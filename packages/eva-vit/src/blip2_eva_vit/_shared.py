@@ -20,7 +20,19 @@ _PADDLE_CAME_FIRST = "paddle.base" in sys.modules
 _OMP_BEFORE_PADDLE = None if _PADDLE_CAME_FIRST else os.environ.get("OMP_NUM_THREADS")
 
 import numpy as np  # noqa: E402
-import paddle  # noqa: E402
+
+try:
+    import paddle
+except ModuleNotFoundError as error:  # say what to install instead of a bare "No module named 'paddle'"
+    if error.name != "paddle":
+        raise
+    _PIP_NAME = __name__.partition(".")[0].replace("_", "-")
+    raise ModuleNotFoundError(
+        f"{_PIP_NAME} needs PaddlePaddle, which is not installed: pip install '{_PIP_NAME}[cpu]' (or pip install "
+        f"paddlepaddle) for the CPU build; for a GPU, pip install paddlepaddle-gpu (pick the CUDA build on "
+        f"paddlepaddle.org.cn)",
+        name="paddle",
+    ) from None
 from paddle import nn  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ trust.
 
 from __future__ import annotations
 
-from .errors import CheckpointError, UnsafePickleError, UntrustedPickleError
+from .errors import CheckpointError, IncompleteCheckpointError, UnsafePickleError, UntrustedPickleError
 from .file_names import (
     DIRECTORY_FILES,
     PADDLE_NAME,
@@ -42,6 +42,7 @@ from .safetensors_writer import parse_size, write_safetensors
 __all__ = [
     "CheckpointError",
     "DIRECTORY_FILES",
+    "IncompleteCheckpointError",
     "PADDLE_NAME",
     "PADDLE_SUFFIXES",
     "SAFETENSORS_INDEX_NAME",

@@ -9,8 +9,16 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or in a form this package does not read; the message names the file."""
 
 
+class IncompleteCheckpointError(CheckpointError):
+    """A checkpoint file ends before the data its header describes: most often a download that was cut off."""
+
+
 class UntrustedPickleError(CheckpointError):
-    """A pickle checkpoint was met without ``trust_pickle=True``."""
+    """A pickle checkpoint was met without ``trust_pickle=True``; ``path`` is the file."""
+
+    def __init__(self, path: object, message: str) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class UnsafePickleError(CheckpointError, pickle.UnpicklingError):

@@ -63,9 +63,10 @@ def _read_file(path: Path, trust_pickle: bool) -> dict[str, np.ndarray]:
 def _check_trust(path: Path, trust_pickle: bool) -> None:
     if not trust_pickle:
         raise UntrustedPickleError(
+            path,
             f"{path} is a pickle file, and loading a pickle from an untrusted source can run code. Name the file "
             f"directly or pass trust_pickle=True to read it (a restricted unpickler is used either way), or convert "
-            f"it to safetensors, which needs no trust."
+            f"it to safetensors, which needs no trust.",
         )
     logger.warning("%s is a pickle; reading it with a restricted unpickler that only rebuilds arrays", path)
 
@@ -74,7 +75,7 @@ def _read_sharded(index_path: Path, trust_pickle: bool) -> dict[str, np.ndarray]
     try:
         weight_map = json.loads(index_path.read_text())["weight_map"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{index_path}: not a shard index with a weight_map ({e})") from e
+        raise CheckpointError(f"{index_path}: not a shard index with a weight_map ({e})") from None
     directory = index_path.parent
     shard_names = list(dict.fromkeys(weight_map.values()))
     for name in shard_names:

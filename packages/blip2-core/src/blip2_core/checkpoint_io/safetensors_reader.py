@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .bfloat16 import bf16_to_float32
-from .errors import CheckpointError
+from .errors import CheckpointError, IncompleteCheckpointError
 
 _SAFETENSORS_DTYPES = {
     "F64": "<f8",
@@ -48,13 +48,18 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if len(prefix) < 8:
             raise CheckpointError(f"{path}: too short to be a safetensors file")
         (header_size,) = struct.unpack("<Q", prefix)
-        if header_size > min(_MAX_HEADER_BYTES, file_size - 8):
+        if header_size > _MAX_HEADER_BYTES:
             raise CheckpointError(f"{path}: not a safetensors file (header size {header_size})")
+        if header_size > file_size - 8:
+            raise IncompleteCheckpointError(_incomplete(path, file_size, 8 + header_size))
         try:
             header = json.loads(f.read(header_size))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{path}: not a safetensors file (bad header: {e})") from e
+            raise CheckpointError(f"{path}: not a safetensors file (bad header: {e})") from None
         data_start = 8 + header_size
+        ends = [info["data_offsets"][1] for name, info in header.items() if name != "__metadata__" and _has_end(info)]
+        if ends and data_start + max(ends) > file_size:
+            raise IncompleteCheckpointError(_incomplete(path, file_size, data_start + max(ends)))
         # the arrays keep the mapping alive; it outlives the file object
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if file_size > data_start else b""
     state_dict = {}
@@ -65,11 +70,23 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return state_dict
 
 
+def _has_end(info: Any) -> bool:
+    offsets = info.get("data_offsets") if isinstance(info, dict) else None
+    return isinstance(offsets, list) and len(offsets) == 2 and isinstance(offsets[1], int)
+
+
+def _incomplete(path: Path, size: int, needed: int) -> str:
+    return (
+        f"{path} is incomplete: {size:,} of the {needed:,} bytes its header describes (a download cut off?). "
+        f"Delete it and fetch it again."
+    )
+
+
 def _read_tensor(mapped: Any, path: Path, name: str, info: Any, data_start: int, file_size: int) -> np.ndarray:
     try:
         dtype_name, shape, (begin, end) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: bad header entry for {name!r}: {info!r}") from e
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path}: bad header entry for {name!r}: {info!r}") from None
     if dtype_name not in _SAFETENSORS_DTYPES:
         raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype_name}, which numpy cannot hold")
     dtype = np.dtype(_SAFETENSORS_DTYPES[dtype_name])
