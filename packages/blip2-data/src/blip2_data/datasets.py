@@ -453,3 +453,173 @@ def official_answers(file: str | None) -> dict[int, list[str]] | None:
         except RowProblem as problem:
             raise DatasetError(f"{file}, annotations[{i}]: {problem}") from None
     return answers
+
+
+# -- Evaluation-only datasets: NoCaps val, OK-VQA val, GQA testdev-balanced, Flickr30K test --------------------
+#
+# Formats (each parsed by the loaders above, with the same bad-row errors):
+# - NoCaps val: the official ``nocaps_val_4500_captions.json`` in COCO caption format (``images`` with ``id`` and
+#   ``file_name``, ``annotations`` with ``image_id`` and ``caption``), or Karpathy-style rows.
+# - OK-VQA val: the official ``OpenEnded_mscoco_val2014_questions.json`` + ``mscoco_val2014_annotations.json``
+#   (the VQAv2 format, COCO val2014 images).
+# - GQA testdev-balanced: LAVIS's ``testdev_balanced_questions.json`` rows (``image``, ``question``,
+#   ``question_id``, ``answer``).
+# - Flickr30K test: LAVIS's ``flickr30k_test.json`` rows (``image``, ``caption`` list), the Karpathy 1k split.
+
+_LAVIS_STORAGE = "https://storage.googleapis.com/sfr-vision-language-research"
+
+
+@dataclass(frozen=True)
+class EvalSource:
+    """An evaluation split: its kind, annotation URLs and where its images come from."""
+
+    kind: str  # "caption" (eval rows with reference captions) or "vqa"
+    split: str
+    annotation_urls: tuple[str, ...]
+    images: str  # how to get the images (they are not fetched by URL here unless COCO's)
+    coco_images: bool = False  # COCO val2014 images: fetched with coco_caption's download
+
+
+EVAL_SOURCES: dict[str, EvalSource] = {
+    "nocaps": EvalSource(
+        "caption",
+        "val",
+        ("https://nocaps.s3.amazonaws.com/nocaps_val_4500_captions.json",),
+        "Open Images validation images listed in the annotation file (its coco_url fields), saved by file_name",
+    ),
+    "ok_vqa": EvalSource(
+        "vqa",
+        "val",
+        (
+            f"{_LAVIS_STORAGE}/LAVIS/datasets/okvqa/OpenEnded_mscoco_val2014_questions.json",
+            f"{_LAVIS_STORAGE}/LAVIS/datasets/okvqa/mscoco_val2014_annotations.json",
+        ),
+        "COCO val2014",
+        coco_images=True,
+    ),
+    "gqa": EvalSource(
+        "vqa",
+        "test",
+        (f"{_LAVIS_STORAGE}/LAVIS/datasets/gqa/testdev_balanced_questions.json",),
+        "GQA images.zip from https://downloads.cs.stanford.edu/nlp/data/gqa/images.zip, extracted",
+    ),
+    "flickr30k": EvalSource(
+        "caption",
+        "test",
+        (f"{_LAVIS_STORAGE}/datasets/flickr30k_test.json",),
+        "flickr30k-images/ from the Flickr30K request form (https://shannon.cs.illinois.edu/DenotationGraph/)",
+    ),
+}
+
+
+def coco_caption_file_samples(path: str, skip_bad: bool, skipped: list[str]) -> tuple[list[dict], list[Origin]]:
+    """Eval samples from a COCO-format caption file: one per image, its captions gathered from ``annotations``."""
+    data = read_json(path)
+    if not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
+        raise DatasetError(f"{path}: expected COCO caption format with 'images' and 'annotations' lists")
+    captions: dict[int, list[str]] = {}
+    for i, row in enumerate(data["annotations"]):
+        try:
+            image_id, caption = require(row, "image_id", int), require(row, "caption", str)
+            captions.setdefault(image_id, []).append(caption)
+        except RowProblem as problem:
+            report_bad_row(f"{path}, annotations[{i}]: {problem}", skip_bad, skipped)
+
+    def parse(row: Any) -> dict:
+        image_id = require(row, "id", int)
+        if image_id not in captions:
+            raise RowProblem(f"image {image_id} has no caption in 'annotations'")
+        return {"image": require(row, "file_name", str), "image_id": image_id, "captions": captions[image_id]}
+
+    rows = [(Origin(path, f"images[{i}]"), row) for i, row in enumerate(data["images"])]
+    return parse_rows(rows, parse, skip_bad, skipped)
+
+
+def build_eval_split(
+    name: str, image_root: str, annotation_files: Sequence[str], *, skip_bad_samples: bool = False, **options
+) -> Blip2Dataset:
+    """One evaluation dataset of ``name`` (a key of ``EVAL_SOURCES``) from local files."""
+    if name not in EVAL_SOURCES:
+        raise DatasetError(f"unknown evaluation dataset {name!r}; known: {sorted(EVAL_SOURCES)}")
+    source = EVAL_SOURCES[name]
+    if not os.path.isdir(image_root):
+        raise DatasetError(f"{name}: image root is not a directory: {image_root}")
+    first = str(annotation_files[0])
+    if source.kind == "caption" and not first.endswith(".jsonl") and isinstance(read_json(first), dict):
+        skipped: list[str] = []
+        samples, origins = coco_caption_file_samples(first, skip_bad_samples, skipped)
+        resolve_images(samples, image_root)
+        return finish(
+            name, source.split, [first], samples, origins, skipped, skip_bad_samples=skip_bad_samples, **options
+        )
+    return build_split(
+        name, source.kind, source.split, image_root, annotation_files, skip_bad_samples=skip_bad_samples, **options
+    )
+
+
+def load_eval_dataset(
+    name: str,
+    data_files: Sequence | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    progress: bool = True,
+    **options,
+) -> Blip2Dataset:
+    """NoCaps val, OK-VQA val, GQA testdev-balanced or Flickr30K test.
+
+    ``data_files``: ``[image_root, annotation_json or [files]]``. Without it the annotations are downloaded into
+    ``cache_dir`` (default ``$BLIP2_HOME/datasets/<name>``) and the images are expected under ``images/`` there
+    (COCO's are downloaded as for coco_caption); what is missing is listed with where to put it.
+    """
+    if name not in EVAL_SOURCES:
+        raise DatasetError(f"unknown evaluation dataset {name!r}; known: {sorted(EVAL_SOURCES)}")
+    if data_files is not None:
+        image_root, files = data_files[0], data_files[1]
+        files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        return build_eval_split(name, str(image_root), [str(f) for f in files], **options)
+    image_root, files = fetch_eval_files(name, cache_dir, download, progress)
+    return build_eval_split(name, image_root, files, **options)
+
+
+def fetch_eval_files(
+    name: str, cache_dir: str | os.PathLike | None, download: bool, progress: bool
+) -> tuple[str, list[str]]:
+    """Annotation files on disk (downloaded when allowed) and the image folder, or an error saying what to place."""
+    from .download import datasets_home, download_file, is_offline, prepare_dataset
+    from .errors import ChecksumError, DatasetNotAvailableError
+
+    source = EVAL_SOURCES[name]
+    root = Path(cache_dir) if cache_dir is not None else datasets_home() / name
+    offline = not download or is_offline()
+    files, problems = [], []
+    for url in source.annotation_urls:
+        path = root / "annotations" / url.rsplit("/", 1)[1]
+        files.append(str(path))
+        if path.is_file():
+            continue
+        if offline:
+            problems.append(f"  download {url}\n    to {path}")
+            continue
+        try:
+            download_file(url, path, progress=progress)
+        except ChecksumError:
+            raise
+        except OSError as error:
+            problems.append(f"  download {url}\n    to {path}\n    failed: {type(error).__name__}: {error}")
+    if source.coco_images:
+        try:
+            ((image_root, _, _),) = prepare_dataset("coco_caption", ["test"], download=download, progress=progress)
+        except DatasetNotAvailableError as error:
+            problems.append(str(error))
+            image_root = ""
+    else:
+        image_root = str(root / "images")
+        if not os.path.isdir(image_root):
+            problems.append(f"  images: {source.images}\n    into {image_root}")
+    if problems:
+        raise DatasetNotAvailableError(
+            f"{name} is not available offline. Place these files (or pass data_files=[image_root, annotation_json]):\n"
+            + "\n".join(problems)
+        )
+    return image_root, files
