@@ -20,7 +20,7 @@ QFORMER = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_at
            "intermediate_size": 37, "max_position_embeddings": 64, "cross_attention_frequency": 2,
            "encoder_hidden_size": 48, "layer_norm_eps": 1e-12, "hidden_act": "gelu"}  # fmt: skip
 OPT = {"model_type": "opt", "vocab_size": 100, "hidden_size": 32, "word_embed_proj_dim": 32, "num_hidden_layers": 2,
-       "ffn_dim": 37, "num_attention_heads": 4, "max_position_embeddings": 64, "do_layer_norm_before": True,
+       "ffn_dim": 37, "num_attention_heads": 4, "max_position_embeddings": 128, "do_layer_norm_before": True,
        "activation_function": "relu", "bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 0}  # fmt: skip
 
 
@@ -43,7 +43,7 @@ def build_model(directory: Path, stage1: bool) -> Path:
     else:
         values["text_config"] = OPT
     config = Blip2Config.from_dict(values)
-    paddle.seed(0)
+    paddle.seed(1)
     model = Blip2Qformer(config) if stage1 else Blip2ForConditionalGeneration(config)
     if not stage1:
         # random weights of this size put every logit near zero: scale the LM head so decoding varies by image

@@ -37,6 +37,13 @@ def eval_dataset(task: str, name: str) -> EvalDataset:
     return EVAL_DATASETS[name]
 
 
+def is_eval_only(spec: EvalDataset) -> bool:
+    """NoCaps, OK-VQA, GQA and Flickr30K come from blip2-data's evaluation loaders, the rest from load_dataset."""
+    from blip2_data.datasets import EVAL_SOURCES
+
+    return spec.data_name in EVAL_SOURCES
+
+
 def resolve_files(spec: EvalDataset, data_files: Sequence[str] | None, split: str) -> tuple[str, list[str]]:
     """(image root, annotation files): as given (IMAGE_ROOT ANNOTATION...), or downloaded by blip2-data."""
     if data_files:
@@ -44,8 +51,11 @@ def resolve_files(spec: EvalDataset, data_files: Sequence[str] | None, split: st
             raise EvalInputError("--data_files takes IMAGE_ROOT ANNOTATION [ANNOTATION ...]")
         return str(data_files[0]), [str(f) for f in data_files[1:]]
     from blip2_data import DatasetNotAvailableError, prepare_dataset
+    from blip2_data.datasets import fetch_eval_files
 
     try:
+        if is_eval_only(spec):
+            return fetch_eval_files(spec.data_name, None, download=True, progress=True)
         ((image_root, files, _),) = prepare_dataset(spec.data_name, [split])
     except DatasetNotAvailableError as error:
         raise EvalInputError(str(error)) from None
@@ -54,8 +64,11 @@ def resolve_files(spec: EvalDataset, data_files: Sequence[str] | None, split: st
 
 def load_split(spec: EvalDataset, image_root: str, files: Sequence[str], split: str) -> Any:
     from blip2_data import DatasetError, load_dataset
+    from blip2_data.datasets import load_eval_dataset
 
     try:
+        if is_eval_only(spec):
+            return load_eval_dataset(spec.data_name, [image_root, list(files)])
         (dataset,) = load_dataset(spec.data_name, [[image_root, list(files), split]], splits=[split])
     except DatasetError as error:
         raise EvalInputError(str(error)) from None
