@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,32 @@ def test_the_two_copies_of_the_shared_module_are_the_same():
     # blip2-eva-vit and blip2-qformer each install alone, so each carries this file
     copies = [Path(m.__file__).with_name("_shared.py").read_text() for m in (blip2_eva_vit, blip2_qformer)]
     assert copies[0] == copies[1]
+
+
+MKL_PROBE = """
+import os, warnings
+warnings.simplefilter("ignore")
+import blip2_qformer
+blip2_qformer.use_all_cores()
+print(os.environ.get("MKL_DEBUG_CPU_TYPE"))
+"""
+
+
+@pytest.mark.skipif(blip2_eva_vit._shared.cpu_vendor() != "AuthenticAMD", reason="MKL's AMD path is set on AMD only")
+@pytest.mark.parametrize(("user_value", "expected"), [(None, "5"), ("4", "4")])
+def test_mkl_is_told_the_amd_cpu_unless_the_user_said_otherwise(user_value, expected):
+    environ = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
+    if user_value is not None:
+        environ["MKL_DEBUG_CPU_TYPE"] = user_value
+    result = subprocess.run([sys.executable, "-c", MKL_PROBE], env=environ, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
+
+
+def test_cpu_vendor_agrees_with_lscpu():
+    lscpu = shutil.which("lscpu")
+    if lscpu is None:
+        pytest.skip("no lscpu to compare with")
+    lines = subprocess.run([lscpu], capture_output=True, text=True, check=True).stdout.splitlines()
+    (vendor,) = [line.partition(":")[2].strip() for line in lines if line.startswith("Vendor ID:")]
+    assert blip2_eva_vit._shared.cpu_vendor() == vendor
