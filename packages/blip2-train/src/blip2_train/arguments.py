@@ -89,6 +89,11 @@ class Blip2TrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Recompute ViT blocks and Q-Former layers in backward to save memory."}
     )
     dataloader_num_workers: int = field(default=2, metadata={"help": "Image-decoding worker processes."})
+    # Every trainable parameter reaches the loss (the heads of losses that are off are frozen), so paddle's
+    # DataParallel need not walk the graph each step looking for unused ones.
+    ddp_find_unused_parameters: Optional[bool] = field(
+        default=False, metadata={"help": "paddle.DataParallel's find_unused_parameters (off: all are used)."}
+    )
 
     def __post_init__(self) -> None:
         if self.gradient_checkpointing:

@@ -151,3 +151,26 @@ def describe_parameters(model: nn.Layer) -> str:
     trainable = sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
     return f"{trainable:,} trainable of {total:,} parameters"
 
+
+
+# The stage-1 heads each loss trains; a head no chosen loss reaches would get no gradient.
+_HEADS_OF_LOSS = {"itc": ("vision_proj", "text_proj", "temp"), "itm": ("itm_head",), "itg": ("lm_head",)}
+
+
+def freeze_unused_heads(model: Any, losses: tuple[str, ...]) -> list[str]:
+    """Freeze the stage-1 heads of the losses not trained (so data parallelism sees no unused parameter).
+
+    Returns the frozen heads' names."""
+    unknown = set(losses) - set(_HEADS_OF_LOSS)
+    if unknown or not losses:
+        raise ValueError(f"--stage1_losses must name some of {sorted(_HEADS_OF_LOSS)}, got {list(losses)}")
+    frozen = []
+    for loss, heads in _HEADS_OF_LOSS.items():
+        if loss in losses:
+            continue
+        for name in heads:
+            part = getattr(model, name)
+            for param in part.parameters() if isinstance(part, nn.Layer) else [part]:
+                param.stop_gradient = True
+            frozen.append(name)
+    return frozen

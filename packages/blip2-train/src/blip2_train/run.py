@@ -19,6 +19,7 @@ from .models import (
     build_stage2_model,
     describe_parameters,
     enable_gradient_checkpointing,
+    freeze_unused_heads,
     resolve_directory,
 )
 from .trainer import Blip2Trainer
@@ -109,6 +110,9 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
     model_kwargs = {}
     if stage == "stage1":
         model_kwargs["losses"] = tuple(name.strip() for name in model_args.stage1_losses.split(",") if name.strip())
+        frozen = freeze_unused_heads(model, model_kwargs["losses"])
+        if frozen:
+            logger.info("not trained (their losses are off): %s", ", ".join(frozen))
     trainer = Blip2Trainer(
         model=model,
         args=args,

@@ -6,6 +6,7 @@ logging, gradient accumulation, data parallelism and checkpoint rotation are Pad
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -36,6 +37,12 @@ TRAIN_LOG = "train_log.jsonl"  # one JSON line per log event (losses, learning r
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+def _outputs_as_dict(layer: Any, inputs: Any, outputs: Any) -> dict[str, paddle.Tensor]:
+    """The models return dataclasses; paddle.DataParallel finds the tensors to reduce for only in tensors,
+    lists and dicts (otherwise it sees no parameter in the backward and fails), so training sees a dict."""
+    return {f.name: getattr(outputs, f.name) for f in dataclasses.fields(outputs) if getattr(outputs, f.name) is not None}
 
 
 class _RestoreRngAtEpochBoundary(TrainerCallback):
@@ -119,13 +126,12 @@ class Blip2Trainer(Trainer):
         bad = inputs.pop("bad_samples", None)
         if bad is not None:
             self.bad_samples += int(bad.sum())
-        outputs = model(**inputs, **self.model_kwargs)
+        outputs = model(**inputs, **self.model_kwargs)  # a dict while training (see _outputs_as_dict)
         for name in ("loss_itc", "loss_itm", "loss_itg"):
-            part = getattr(outputs, name, None)
-            if part is not None:
-                self._loss_parts[name] = self._loss_parts.get(name, 0.0) + float(part)
+            if name in outputs:
+                self._loss_parts[name] = self._loss_parts.get(name, 0.0) + float(outputs[name])
         self._loss_part_count += 1
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
 
     def log(self, logs: dict[str, float], **kwargs: Any) -> None:
         if self._loss_part_count and "loss" in logs:
@@ -159,7 +165,11 @@ class Blip2Trainer(Trainer):
         self.resumed_from = resume_from_checkpoint
         if self.args.should_save:
             clear_staging(self.args.output_dir)
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        hook = self.model.register_forward_post_hook(_outputs_as_dict)
+        try:
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        finally:
+            hook.remove()
 
     def _save(self, output_dir: str | None = None, state_dict=None, merge_tensor_parallel=False, **kwargs: Any):
         # Only the trainable weights; the final model directory is written by save_final_model.
