@@ -22,6 +22,10 @@ QFORMER = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_at
 OPT = {"model_type": "opt", "vocab_size": 100, "hidden_size": 32, "word_embed_proj_dim": 32, "num_hidden_layers": 2,
        "ffn_dim": 37, "num_attention_heads": 4, "max_position_embeddings": 128, "do_layer_norm_before": True,
        "activation_function": "relu", "bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 0}  # fmt: skip
+T5 = {"model_type": "t5", "vocab_size": 100, "d_model": 32, "d_kv": 8, "d_ff": 37, "num_layers": 2,
+      "num_decoder_layers": 2, "num_heads": 4, "relative_attention_num_buckets": 8,
+      "relative_attention_max_distance": 20, "feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu",
+      "tie_word_embeddings": False, "decoder_start_token_id": 0, "pad_token_id": 0, "eos_token_id": 3}  # fmt: skip
 
 
 def write_wordpiece_tokenizer(directory: Path) -> None:
@@ -31,7 +35,7 @@ def write_wordpiece_tokenizer(directory: Path) -> None:
     (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
 
 
-def build_model(directory: Path, stage1: bool) -> Path:
+def build_model(directory: Path, stage1: bool, llm: dict | None = None) -> Path:
     import paddle
 
     from blip2_core import Blip2Config, Blip2ForConditionalGeneration, Blip2Qformer
@@ -41,7 +45,7 @@ def build_model(directory: Path, stage1: bool) -> Path:
     if stage1:
         values["image_text_hidden_size"] = 16
     else:
-        values["text_config"] = OPT
+        values["text_config"] = llm or OPT
     config = Blip2Config.from_dict(values)
     paddle.seed(1)
     model = Blip2Qformer(config) if stage1 else Blip2ForConditionalGeneration(config)
@@ -58,6 +62,11 @@ def build_model(directory: Path, stage1: bool) -> Path:
 @pytest.fixture(scope="session")
 def opt_model(tmp_path_factory) -> Path:
     return build_model(tmp_path_factory.mktemp("opt") / "blip2-tiny-opt", stage1=False)
+
+
+@pytest.fixture(scope="session")
+def t5_model(tmp_path_factory) -> Path:
+    return build_model(tmp_path_factory.mktemp("t5") / "blip2-tiny-t5", stage1=False, llm=T5)
 
 
 @pytest.fixture(scope="session")

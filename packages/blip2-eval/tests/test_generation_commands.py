@@ -141,3 +141,30 @@ def test_offline_download_names_the_files_to_fetch(opt_model, tmp_path, capsys):
     assert main(["caption", "--model", str(opt_model), "--dataset", "coco_caption", "--output_dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "coco_karpathy_test.json" in err and "val2014.zip" in err
+
+
+def test_flant5_gets_its_own_length_penalty_and_right_padded_prompts(t5_model, coco_tree, tmp_path):
+    import paddle
+
+    out = tmp_path / "t5"
+    assert main(vqa_args(t5_model, coco_tree, out, "--limit", "3")) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["llm"] == "t5" and settings["generation"]["length_penalty"] == -1.0
+    assert settings["left_padding"] is False
+    model, tokenizer, processor = direct_model(t5_model)
+    questions = json.loads((coco_tree / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())["questions"][:3]
+    pixels = paddle.to_tensor(
+        np.stack(
+            [
+                processor(str(coco_tree / "images" / "val2014" / f"COCO_val2014_{q['image_id']:012d}.jpg"))
+                for q in questions
+            ]
+        )
+    )
+    expected = model.predict_answers(pixels, [q["question"].lower() for q in questions], tokenizer,
+                                     prompt="Question: {} Short answer:", num_beams=5, max_new_tokens=10,
+                                     min_new_tokens=1, length_penalty=-1.0)  # fmt: skip
+    assert [r["answer"] for r in json.loads((out / "results.json").read_text())] == expected
+    caption_out = tmp_path / "t5-caption"
+    assert main(caption_args(t5_model, coco_tree, caption_out, "--limit", "2", "--no_score")) == 0
+    assert len(json.loads((caption_out / "results.json").read_text())) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blip2_eval.retrieval_score import rerank_top_k, retrieval_metrics
+from blip2_eval.retrieval_score import dense_scores, rerank_row, retrieval_metrics
 
 
 def brute_force(scores_i2t, scores_t2i, image_to_texts, text_to_image):
@@ -60,14 +60,16 @@ def test_perfect_and_reversed_scores():
     assert worst["txt_r10"] == worst["img_r10"] == 0.0
 
 
-def test_rerank_top_k_combines_itm_and_itc_on_the_top_k_only():
-    itc = np.array([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.1, 0.7]], dtype=np.float32)
+def test_rerank_row_combines_itm_and_itc_on_the_top_k_only():
+    itc = np.array([0.2, 0.8, 0.1, 0.7], dtype=np.float32)
     asked = []
 
-    def itm(row, columns):
-        asked.append((row, list(columns)))
-        return np.full(len(columns), 10.0 * (row + 1))
+    def itm(columns):
+        asked.append(list(columns))
+        return np.full(len(columns), 10.0)
 
-    combined = rerank_top_k(itc, 2, itm)
-    assert asked == [(0, [0, 2]), (1, [1, 3])]
-    np.testing.assert_allclose(combined, [[10.9, -100, 10.5, -100], [-100, 20.8, -100, 20.7]], rtol=1e-6)
+    columns, combined = rerank_row(itc, 2, itm)
+    assert asked == [[1, 3]] and columns.tolist() == [1, 3]
+    np.testing.assert_allclose(combined, [10.8, 10.7], rtol=1e-6)
+    matrix = dense_scores(columns[None], combined[None], 4)
+    np.testing.assert_allclose(matrix, [[-100, 10.8, -100, 10.7]], rtol=1e-6)

@@ -53,15 +53,19 @@ def retrieval_metrics(
     return metrics
 
 
-def rerank_top_k(itc: np.ndarray, k: int, itm_for_row) -> np.ndarray:
-    """LAVIS's score combination: for each row, its top-``k`` columns by ITC get ITM + ITC, the rest -100.
+def rerank_row(itc_row: np.ndarray, k: int, itm_for_columns) -> tuple[np.ndarray, np.ndarray]:
+    """LAVIS's score for one row: its top-``k`` columns by ITC get ITM + ITC (the rest will be -100).
 
-    ``itm_for_row(row, columns) -> scores`` runs the (costly) matching head on the chosen pairs only.
+    ``itm_for_columns(columns) -> scores`` runs the (costly) matching head on the chosen pairs only.
+    Returns (columns, combined scores).
     """
-    itc = np.asarray(itc, dtype=np.float32)
-    k = min(k, itc.shape[1])
-    combined = np.full(itc.shape, -100.0, dtype=np.float32)
-    for row in range(itc.shape[0]):
-        top = np.argsort(-itc[row], kind="stable")[:k]
-        combined[row, top] = np.asarray(itm_for_row(row, top), dtype=np.float32) + itc[row, top]
-    return combined
+    itc_row = np.asarray(itc_row, dtype=np.float32)
+    columns = np.argsort(-itc_row, kind="stable")[: min(k, len(itc_row))]
+    return columns, np.asarray(itm_for_columns(columns), dtype=np.float32) + itc_row[columns]
+
+
+def dense_scores(columns: np.ndarray, scores: np.ndarray, width: int, fill: float = -100.0) -> np.ndarray:
+    """[rows, width] matrix with each row's top-k ``scores`` at ``columns`` and ``fill`` elsewhere (LAVIS: -100)."""
+    matrix = np.full((len(columns), width), fill, dtype=np.float32)
+    np.put_along_axis(matrix, np.asarray(columns, dtype=np.int64), np.asarray(scores, dtype=np.float32), axis=1)
+    return matrix

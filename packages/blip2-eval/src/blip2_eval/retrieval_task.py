@@ -24,6 +24,7 @@ from .distributed import Process, current_process
 from .eval_data import EvalDataset
 from .output_files import METRICS_FILE, SHARDS_DIR, pin_settings, write_json
 from .report import format_table
+from .retrieval_score import rerank_row
 from .shard_store import ShardStore
 
 TOPK_FILE = "retrieval_topk.npz"
@@ -159,48 +160,50 @@ def itm_logits(model: Any, image_embeds: np.ndarray, ids: np.ndarray, mask: np.n
 
 
 def rerank_rows(
-    model: Any, itc: np.ndarray, embeds: np.ndarray, ids: np.ndarray, mask: np.ndarray, k: int, process: Process,
+    model: Any,
+    itc: np.ndarray,
+    embeds: np.ndarray,
+    ids: np.ndarray,
+    mask: np.ndarray,
+    k: int,
+    process: Process,
     store: ShardStore,
-) -> None:  # fmt: skip
+) -> None:
     """This rank's rows of both directions not done yet, each written as soon as it is scored."""
     from tqdm import tqdm
 
     images, texts = itc.shape
-    k = min(k, texts), min(k, images)
     done = store.done_keys()
     rows = [("i2t", i) for i in range(images)] + [("t2i", t) for t in range(texts)]
     mine = [(d, r) for n, (d, r) in enumerate(rows) if process.owns(n) and f"{d}:{r}" not in done]
+
+    def one_image_many_texts(row: int):
+        return lambda top: itm_logits(model, np.repeat(embeds[row : row + 1], len(top), 0), ids[top], mask[top])
+
+    def many_images_one_text(row: int):
+        return lambda top: itm_logits(
+            model, embeds[top], np.repeat(ids[row : row + 1], len(top), 0), np.repeat(mask[row : row + 1], len(top), 0)
+        )
+
     with store.writer(process.rank) as writer:
         for direction, row in tqdm(mine, unit="row", desc=f"retrieval ITM rank {process.rank}"):
             if direction == "i2t":
-                scores = itc[row]
-                top = np.argsort(-scores, kind="stable")[: k[0]]
-                itm = itm_logits(model, np.repeat(embeds[row : row + 1], len(top), 0), ids[top], mask[top])
+                columns, combined = rerank_row(itc[row], k, one_image_many_texts(row))
             else:
-                scores = itc[:, row]
-                top = np.argsort(-scores, kind="stable")[: k[1]]
-                itm = itm_logits(
-                    model,
-                    embeds[top],
-                    np.repeat(ids[row : row + 1], len(top), 0),
-                    np.repeat(mask[row : row + 1], len(top), 0),
-                )
-            combined = itm + scores[top]
-            writer.write([{"row": f"{direction}:{row}", "columns": top.tolist(), "scores": combined.tolist()}])
+                columns, combined = rerank_row(itc[:, row], k, many_images_one_text(row))
+            writer.write([{"row": f"{direction}:{row}", "columns": columns.tolist(), "scores": combined.tolist()}])
 
 
-def dense(records: list[dict], rows: int, columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Score matrix with -100 outside each row's top k, and the top-k columns / scores as arrays."""
-    matrix = np.full((rows, columns), -100.0, dtype=np.float32)
-    top_columns = np.asarray([r["columns"] for r in records], dtype=np.int64)
-    top_scores = np.asarray([r["scores"] for r in records], dtype=np.float32)
-    np.put_along_axis(matrix, top_columns, top_scores, axis=1)
-    return matrix, top_columns, top_scores
+def top_k_arrays(records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.asarray([r["columns"] for r in records], dtype=np.int64),
+        np.asarray([r["scores"] for r in records], dtype=np.float32),
+    )
 
 
 def run_retrieval(args: argparse.Namespace, spec: EvalDataset, dataset: Any, files: list[str]) -> int:
     from .model_io import eval_image_processor, load_model, load_tokenizer_for
-    from .retrieval_score import retrieval_metrics
+    from .retrieval_score import dense_scores, retrieval_metrics
 
     process = current_process()
     if args.limit:
@@ -241,13 +244,15 @@ def run_retrieval(args: argparse.Namespace, spec: EvalDataset, dataset: Any, fil
         return 0
     keys = [f"i2t:{i}" for i in range(len(dataset.samples))] + [f"t2i:{t}" for t in range(len(texts))]
     records = store.gather(keys, timeout)
-    i2t, i2t_columns, i2t_scores = dense(records[: len(dataset.samples)], len(dataset.samples), len(texts))
-    t2i, t2i_columns, t2i_scores = dense(records[len(dataset.samples) :], len(texts), len(dataset.samples))
+    i2t_columns, i2t_scores = top_k_arrays(records[: len(dataset.samples)])
+    t2i_columns, t2i_scores = top_k_arrays(records[len(dataset.samples) :])
     np.savez(
         output_dir / TOPK_FILE,
         i2t_columns=i2t_columns, i2t_scores=i2t_scores, t2i_columns=t2i_columns, t2i_scores=t2i_scores,
         image_ids=np.asarray([s["image_id"] for s in dataset.samples]), text_to_image=np.asarray(text_to_image),
     )  # fmt: skip
+    i2t = dense_scores(i2t_columns, i2t_scores, len(texts))
+    t2i = dense_scores(t2i_columns, t2i_scores, len(dataset.samples))
     metrics = retrieval_metrics(i2t, t2i, image_to_texts, text_to_image)
     metrics.update(num_images=len(dataset.samples), num_texts=len(texts))
     metrics["run"] = {"rank0_seconds": round(time.perf_counter() - start, 2), "world_size": world}
