@@ -1,18 +1,21 @@
-"""``blip2-predict``: caption images or answer a question about them."""
+"""``blip2-predict``: caption images or answer a question about them, a few or a whole folder.
+
+The pieces live in their own modules: ``image_sources`` (folders, globs, lists, reading), ``batches`` (a batch
+at a time through the model), ``result_file`` (the resumable JSONL/CSV output) and ``inference`` (the model).
+"""
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from .command_line import error_message, start_command_line_tool
+from .image_sources import read_image  # noqa: F401  (its old home; kept importable from here)
+from .inference import DEFAULT_CAPTION_PROMPT, GenerationSettings
 
-DEFAULT_CAPTION_PROMPT = ""  # LAVIS's caption_coco models are prompted with "a photo of"; --prompt sets it
 NO_DEFAULT_MODEL = (
     "no embedded default model is installed yet: pass --model NAME_OR_PATH "
     "(a directory, a checkpoint file, a Hub repo id or a known name: see blip2-predict --list-models)"
@@ -24,11 +27,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="blip2-predict",
         description="Caption images, or answer a question about them, with a BLIP-2 model.",
         epilog="Examples:\n  blip2-predict --model Salesforce/blip2-opt-2.7b --image cat.jpg\n"
-        "  blip2-predict --model ./my-blip2 --image a.jpg b.jpg --question 'what is on the table?' --json",
+        "  blip2-predict --model ./my-blip2 --image a.jpg b.jpg --question 'what is on the table?' --json\n"
+        "  blip2-predict --model ./my-blip2 --images photos/ --output captions.jsonl   # rerun to resume",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--image", nargs="+", metavar="PATH_OR_URL", help="image files or http(s) URLs (several allowed)"
+    )
+    parser.add_argument(
+        "--images",
+        nargs="+",
+        metavar="DIR_OR_GLOB_OR_LIST",
+        help="many images: a folder (recursive), a glob ('photos/**/*.jpg', quoted) or a text file of paths/URLs",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="FILE.jsonl|FILE.csv",
+        help="write one row per image here instead of printing; rerunning the same command skips the images "
+        "already in it (a run killed at any moment leaves a valid file)",
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="with --output: try the images of its error rows again"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+    parser.add_argument(
+        "--progress", action="store_true", help="show the progress bar even when stderr is not a terminal"
     )
     parser.add_argument(
         "--model", metavar="NAME_OR_PATH", help="model directory, checkpoint file, Hub repo id or known name"
@@ -62,119 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_image(path_or_url: str) -> Any:
-    """An RGB image from a file or an http(s) URL; ``OSError`` naming the file and what is wrong with it."""
-    from PIL import Image
-
-    if path_or_url.startswith(("http://", "https://")):
-        import requests
-
-        try:
-            response = requests.get(path_or_url, timeout=30)
-            response.raise_for_status()
-        except requests.RequestException as error:
-            raise OSError(f"cannot fetch {path_or_url} ({type(error).__name__})") from None
-        try:
-            return Image.open(io.BytesIO(response.content)).convert("RGB")
-        except OSError as error:
-            raise OSError(f"{path_or_url} is not a readable image ({error})") from None
-    from blip2_data import load_image
-
-    path = Path(path_or_url)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not an image file")
-    if not path.is_file():
-        raise FileNotFoundError(f"no image file at {path}")
-    if path.stat().st_size == 0:
-        raise OSError(f"{path} is empty (0 bytes)")
-    try:
-        return load_image(path)
-    except OSError as error:
-        raise OSError(f"{path} is not a readable image ({error})") from None
-
-
-def _image_processor(model: Any, model_path: Path | None) -> Any:
-    from blip2_data import ImageProcessor, ImageProcessorConfig
-
-    if model_path is not None and (model_path / "preprocessor_config.json").exists():
-        return ImageProcessor.from_pretrained(model_path)
-    return ImageProcessor(ImageProcessorConfig(image_size=model.config.vision_config.image_size))
-
-
-def _tokenizer(args: argparse.Namespace, model: Any, model_path: Path | None) -> Any:
-    from .text_tokenizer import load_tokenizer
-
-    candidates = [args.tokenizer] if args.tokenizer else []
-    if model_path is not None and model_path.is_dir():
-        candidates.append(str(model_path))
-    if model.config.text_name_or_path:
-        candidates.append(model.config.text_name_or_path)
-    errors = []
-    for candidate in candidates:
-        try:
-            return load_tokenizer(candidate)
-        except (OSError, ValueError) as error:
-            errors.append(str(error).replace("\n", "\n    "))
-    tried = "".join(f"\n  - {error}" for error in errors) or "\n  - the model names no LLM whose tokenizer to use"
-    raise ValueError(f"no tokenizer for {args.model}:{tried}\n  pass --tokenizer DIR (the LLM's tokenizer files)")
-
-
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One row per ``--image``, in order: the caption or answer, or ``error`` saying why that image failed."""
-    import numpy as np
-    import paddle
-
-    from .modeling import Blip2ForConditionalGeneration, tokenize
-
-    model = Blip2ForConditionalGeneration.from_pretrained(
-        args.model,
-        text_name_or_path=args.llm,
-        trust_pickle=args.trust_pickle,
-        dtype=None if args.dtype == "float32" else args.dtype,
-    )
-    model_path = Path(args.model) if Path(args.model).exists() else None
-    tokenizer = _tokenizer(args, model, model_path)
-    processor = _image_processor(model, model_path)
-    rows: list[dict[str, Any]] = []
-    pixels = []
-    for image in args.image:
-        try:
-            pixels.append(processor(read_image(image)))
-            rows.append({"image": image})
-        except OSError as error:  # one bad image must not cost the others their captions
-            rows.append({"image": image, "error": str(error)})
-    good = [row for row in rows if "error" not in row]
-    if not good:
-        return rows
-    pixels = paddle.to_tensor(np.stack(pixels))
-    if args.question is not None:
-        answers = model.predict_answers(
-            pixels,
-            [args.question] * len(good),
-            tokenizer,
-            num_beams=args.num_beams,
-            max_new_tokens=args.max_new_tokens or 10,
-            min_new_tokens=1 if args.min_new_tokens is None else args.min_new_tokens,
-        )
-        for row, answer in zip(good, answers):
-            row.update(question=args.question, answer=answer)
-        return rows
-    prompt = args.prompt if args.prompt is not None else DEFAULT_CAPTION_PROMPT
-    decoder_only = model.language_model.is_decoder_only
-    input_ids, mask = tokenize(tokenizer, [prompt] * len(good), left_pad=decoder_only)
-    beams = args.num_beams
-    ids = model.generate(
-        pixels,
-        input_ids,
-        mask,
-        num_beams=beams,
-        max_new_tokens=args.max_new_tokens or 30,
-        min_new_tokens=args.min_new_tokens if args.min_new_tokens is not None else (8 if beams > 1 else 0),
-    )
-    captions = [t.strip() for t in tokenizer.batch_decode(ids.numpy().tolist(), skip_special_tokens=True)]
-    for row, caption in zip(good, captions):
-        row["caption"] = f"{prompt.strip()} {caption}".strip() if prompt else caption
-    return rows
+def output_columns(question: str | None) -> list[str]:
+    return ["image", "question", "answer", "error"] if question is not None else ["image", "caption", "error"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,28 +97,151 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(format_table())
         return 0
-    if not args.image:
-        parser.error("--image is required (unless --list-models)")
+    if not args.image and not args.images:
+        parser.error("--image or --images is required (unless --list-models)")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.retry_failed and not args.output:
+        parser.error("--retry-failed needs --output (the file whose error rows to retry)")
     if not args.model:
         print(f"blip2-predict: {NO_DEFAULT_MODEL}", file=sys.stderr)
         return 2
     start_command_line_tool()
+    from .image_sources import expand_images
+
     try:
-        rows = run(args)
+        sources = list(dict.fromkeys([*(args.image or []), *(expand_images(args.images or []))]))
+    except (OSError, ValueError) as error:
+        print(f"blip2-predict: --images {error}", file=sys.stderr)
+        return 2
+    if args.output:
+        return _run_to_file(args, sources)
+    return _run_to_stdout(args, sources)
+
+
+def _settings(args: argparse.Namespace) -> GenerationSettings:
+    return GenerationSettings(
+        num_beams=args.num_beams, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens
+    )
+
+
+def _rows(args: argparse.Namespace, predictor: Any, sources: Sequence[str]):
+    from .batches import predict_rows
+
+    prompt = args.prompt if args.prompt is not None else DEFAULT_CAPTION_PROMPT
+    return predict_rows(
+        predictor,
+        sources,
+        batch_size=args.batch_size,
+        settings=_settings(args),
+        prompt=prompt,
+        question=args.question,
+    )
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .inference import Predictor
+
+    return Predictor.load(
+        args.model, llm=args.llm, tokenizer=args.tokenizer, trust_pickle=args.trust_pickle, dtype=args.dtype
+    )
+
+
+def _progress(args: argparse.Namespace, total: int, initial: int = 0) -> Any:
+    from tqdm import tqdm
+
+    # tqdm's rate and remaining time count only this run's images, not those done before a resume
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="img",
+        desc="blip2-predict",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=not (args.progress or sys.stderr.isatty()),
+    )
+
+
+def _run_to_stdout(args: argparse.Namespace, sources: list[str]) -> int:
+    try:
+        predictor = _load(args)
     except (OSError, ValueError) as error:
         print(f"blip2-predict: {error_message(error)}", file=sys.stderr)
         return 1
-    for row in rows:
-        if "error" in row:
-            print(f"blip2-predict: {row['error']}", file=sys.stderr)
-        if args.json:
-            print(json.dumps(row, ensure_ascii=False))
-        elif "error" not in row:
-            print(f"{row['image']}\t{row.get('answer', row.get('caption'))}")
-    failed = sum("error" in row for row in rows)
+    failed = 0
+    with _progress(args, len(sources)) as bar:
+        for rows in _rows(args, predictor, sources):
+            for row in rows:
+                if "error" in row:
+                    failed += 1
+                    bar.write(f"blip2-predict: {row['error']}", file=sys.stderr)
+                if args.json:
+                    print(json.dumps(row, ensure_ascii=False), flush=True)
+                elif "error" not in row:
+                    print(f"{row['image']}\t{row.get('answer', row.get('caption'))}", flush=True)
+            bar.update(len(rows))
     if failed:
-        print(f"blip2-predict: {failed} of {len(rows)} images could not be read", file=sys.stderr)
+        print(f"blip2-predict: {failed} of {len(sources)} images could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _run_to_file(args: argparse.Namespace, sources: list[str]) -> int:
+    from .result_file import ResultFile
+
+    output = ResultFile(args.output, output_columns(args.question))
+    try:
+        output.open()
+        _check_same_task(output, args.question)
+        if args.retry_failed:
+            output.drop_failed()
+    except (OSError, ValueError) as error:
+        output.close()
+        print(f"blip2-predict: --output {error}", file=sys.stderr)
+        return 2
+    with output:
+        pending = [source for source in sources if source not in output.done]
+        skipped = len(sources) - len(pending)
+        if pending:
+            try:
+                predictor = _load(args)
+            except (OSError, ValueError) as error:
+                print(f"blip2-predict: {error_message(error)}", file=sys.stderr)
+                return 1
+            try:
+                with _progress(args, len(sources), skipped) as bar:
+                    for rows in _rows(args, predictor, pending):
+                        output.append(rows)
+                        for row in rows:
+                            if "error" in row:
+                                bar.write(f"blip2-predict: {row['error']}", file=sys.stderr)
+                        bar.update(len(rows))
+            except KeyboardInterrupt:
+                done = sum(source in output.done for source in sources)
+                print(
+                    f"\nblip2-predict: interrupted; {done} of {len(sources)} images are in {args.output}: "
+                    "run the same command again to go on",
+                    file=sys.stderr,
+                )
+                return 130
+        failed = [source for source in sources if output.done[source].get("error")]
+    print(
+        f"blip2-predict: {len(sources)} images, {len(sources) - len(failed)} done, {len(failed)} failed"
+        + (f" ({skipped} were already in {args.output})" if skipped else "")
+        + (" -- their error rows say why; --retry-failed tries them again" if failed else ""),
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+def _check_same_task(output: Any, question: str | None) -> None:
+    """A rerun continues the run that wrote the file: the same question (or captions), or a clear refusal."""
+    for row in output.done.values():
+        if row.get("error"):
+            continue
+        if row.get("question") != question or ("caption" in row) != (question is None):
+            was = f"the question {row['question']!r}" if "question" in row else "captions"
+            now = f"the question {question!r}" if question is not None else "captions"
+            raise ValueError(f"{output.path} holds {was}, this run asks for {now}: write to another file")
 
 
 if __name__ == "__main__":
