@@ -16,6 +16,7 @@ DATASET_KINDS: dict[str, str] = {
     "vg_caption": "caption",
     "coco_vqa": "vqa",
     "custom_caption": "caption",  # any caption set in coco_karpathy format; needs data_files
+    "synthetic_shapes": "caption",  # generated (blip2_data.synthetic), not downloaded
 }
 ALIASES = {"custom": "custom_caption", "coco_karpathy": "custom_caption"}
 SPLITS = ("train", "val", "test")
@@ -66,6 +67,10 @@ def load_dataset(
         bad = [s for s in splits if s not in SPLITS]
         if bad:
             raise DatasetError(f"unknown splits {bad}; choose from {SPLITS}")
+    if data_files is None and name == "synthetic_shapes":
+        from .synthetic import synthetic_data_files
+
+        data_files = synthetic_data_files(cache_dir, splits or ["train"])
     if data_files is None:
         if name == "custom_caption":
             raise DatasetError("custom_caption has nothing to download: pass data_files=[[image_root, json, split]]")
