@@ -539,7 +539,7 @@ def write_other_layouts(model, out: Path, text_config: dict) -> None:
 
     The PaddleMIX copy is PaddleMIX's ``vision_and_bridge`` file: ``visual_encoder.*`` and ``Qformer.*``
     with the stage-2 Q-Former's leftovers (position ids, token-type embeddings). It is safetensors (no paddle
-    here): the tests re-save it as model_state.pdparams with paddle.save, next to a seed-style config.json that
+    here): the tests re-save it as model_state.pdparams with paddle.save, next to a PaddleMIX-style config.json that
     names the LLM directory written here (``llm/``).
     """
     hf = numpy_dict(model.state_dict())

@@ -98,10 +98,14 @@ def save_pdparams(state, directory):
 def test_a_vision_encoder_alone_is_recognised(layout, fixtures_dir):
     """eva_vit_g.pth (LAVIS) and PaddleMIX's eva_vit_g: the encoder's keys, with or without ``visual_encoder.``."""
     state = whole(fixtures_dir, layout)
-    expected = {k: v for k, v in convert_state_dict(state, VISION_HEADS, "opt").items() if k.startswith("vision_")}
+    expected = {
+        k: v
+        for k, v in convert_state_dict(state, num_heads=VISION_HEADS, llm_type="opt").items()
+        if k.startswith("vision_")
+    }
     for alone in (part(state, "visual_encoder."), {k: v for k, v in state.items() if k.startswith("visual_encoder.")}):
         assert detect_layout(as_full_checkpoint(alone)) == layout
-        converted = convert_state_dict(alone, VISION_HEADS, "opt")
+        converted = convert_state_dict(alone, num_heads=VISION_HEADS, llm_type="opt")
         assert sorted(converted) == sorted(expected)
         for key, value in expected.items():
             np.testing.assert_array_equal(converted[key], value)
@@ -113,8 +117,12 @@ def test_a_bare_paddlemix_bridge_is_recognised(fixtures_dir):
     bridge = part(state, "Qformer.")
     assert "query_tokens" in bridge and "bert.embeddings.token_type_embeddings.weight" in bridge
     assert detect_layout(as_full_checkpoint(bridge)) == "paddlemix"
-    expected = {k: v for k, v in convert_state_dict(state, VISION_HEADS, "opt").items() if not k.startswith("vision_")}
-    converted = convert_state_dict(bridge, VISION_HEADS, "opt")
+    expected = {
+        k: v
+        for k, v in convert_state_dict(state, num_heads=VISION_HEADS, llm_type="opt").items()
+        if not k.startswith("vision_")
+    }
+    converted = convert_state_dict(bridge, num_heads=VISION_HEADS, llm_type="opt")
     assert sorted(converted) == sorted(expected)
     for key, value in expected.items():
         np.testing.assert_array_equal(converted[key], value)
@@ -128,7 +136,7 @@ def test_real_stage2_keys_no_part_uses_are_dropped(fixtures_dir):
         paddlemix
     )
     for state in (lavis, paddlemix):
-        converted = convert_state_dict(state, VISION_HEADS, "opt")
+        converted = convert_state_dict(state, num_heads=VISION_HEADS, llm_type="opt")
         assert not any("position_ids" in k or "token_type" in k for k in converted)
 
 

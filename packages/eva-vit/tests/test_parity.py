@@ -100,7 +100,7 @@ def test_export_to_hf_layout_round_trips(tiny_config, fixtures_dir):
             assert not value[third : 2 * third].any()
         else:
             np.testing.assert_array_equal(value, hf[key], err_msg=key)
-    back = convert_state_dict(exported, tiny_config.num_heads)
+    back = convert_state_dict(exported, num_heads=tiny_config.num_heads)
     for key, value in model.state_dict().items():
         np.testing.assert_array_equal(back[key], value.numpy(), err_msg=key)
 

@@ -68,9 +68,13 @@ def merge(
         text_config=_text_config(llm) if llm else None,
         text_name_or_path=llm,
     )
-    vision_weights = convert_state_dict(_without_llm(_read(vision_source)), vision_config.num_heads, config.llm_type)
+    vision_weights = convert_state_dict(
+        _without_llm(_read(vision_source)), num_heads=vision_config.num_heads, llm_type=config.llm_type
+    )
     weights = {k: v for k, v in vision_weights.items() if k.startswith("vision_model.")}
-    bridge_weights = convert_state_dict(_without_llm(_read(bridge_source)), vision_config.num_heads, config.llm_type)
+    bridge_weights = convert_state_dict(
+        _without_llm(_read(bridge_source)), num_heads=vision_config.num_heads, llm_type=config.llm_type
+    )
     weights.update({k: v for k, v in bridge_weights.items() if not k.startswith("vision_model.")})
 
     words = weights.get(WORD_EMBEDDINGS)

@@ -160,7 +160,7 @@ def load_pretrained(
     heads = config.vision_config.num_heads
     weights: dict[str, np.ndarray] = {}
     for part in _weight_sources(source, config, entry, trust_pickle):
-        weights.update(convert_state_dict(_read(part), heads, config.llm_type, part.layout))
+        weights.update(convert_state_dict(_read(part), part.layout, num_heads=heads, llm_type=config.llm_type))
     if not stage1 and not any(k.startswith("language_model.") for k in weights) and config.text_name_or_path:
         weights.update(_llm_weights(config.text_name_or_path, config.llm_type, trust_pickle))
     if stage1:  # stage-1 models name the Q-Former heads at the top level, as QFormerForPretraining does

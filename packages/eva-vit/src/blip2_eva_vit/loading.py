@@ -46,7 +46,7 @@ def load_pretrained(model: EvaVisionTransformer, state_dict: dict[str, Any], lay
     error naming the key and both shapes.
     """
     config = model.config
-    converted, notes = fit_to_config(convert_state_dict(state_dict, config.num_heads, layout), config)
+    converted, notes = fit_to_config(convert_state_dict(state_dict, layout, num_heads=config.num_heads), config)
     report = assign_weights(model, converted)
     report.notes = notes
     report.log("vision encoder checkpoint", logging.INFO)

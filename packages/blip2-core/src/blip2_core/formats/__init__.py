@@ -60,15 +60,20 @@ def detect_layout(state_dict: dict[str, Any]) -> str:
 
 
 def convert_state_dict(
-    state_dict: dict[str, Any], vision_heads: int, llm_type: str | None, layout: str | None = None
+    state_dict: dict[str, Any], layout: str | None = None, *, num_heads: int, llm_type: str | None
 ) -> dict[str, np.ndarray]:
+    """Map a whole BLIP-2 checkpoint (or a part of one) of any known layout to our names and shapes.
+
+    The same call in every package: (state dict, layout), then what the layout needs as keywords: the vision
+    encoder's number of heads (fused qkv weights are split by it) and the LLM's type ("opt", "t5" or None).
+    """
     sd = as_full_checkpoint({k: np.asarray(v) for k, v in state_dict.items()})
     layout = layout or detect_layout(sd)
     if layout == "native":
         return sd
     if layout not in _FORMATS:
         raise ValueError(f"unknown checkpoint layout {layout!r}; expected one of {LAYOUTS}")
-    return _FORMATS[layout].convert(sd, vision_heads, llm_type)
+    return _FORMATS[layout].convert(sd, num_heads, llm_type)
 
 
 __all__ = ["LAYOUTS", "as_full_checkpoint", "convert_state_dict", "detect_layout"]

@@ -89,7 +89,11 @@ def convert(sd: dict[str, np.ndarray], vision_heads: int, llm_type: str | None) 
         for k, v in sd.items()
         if k.startswith("vision_model.") and "post_layernorm" not in k
     }
-    out = {"vision_model." + k: v for k, v in convert_vision(vision, vision_heads, "hf").items()} if vision else {}
+    out = (
+        {"vision_model." + k: v for k, v in convert_vision(vision, "hf", num_heads=vision_heads).items()}
+        if vision
+        else {}
+    )
     rest = {k: v for k, v in sd.items() if not (k.startswith("vision_model.") and "post_layernorm" not in k)}
     llm = {k[len("language_model.") :]: v for k, v in rest.items() if k.startswith("language_model.")}
     rest = {k: v for k, v in rest.items() if not k.startswith("language_model.")}
@@ -134,7 +138,7 @@ def vision_config_from_hf(vision: dict[str, Any]) -> EvaVitConfig:
 
 
 def bert_sizes(values: dict[str, Any]) -> dict[str, Any]:
-    """QFormerConfig arguments from BERT's config keys, which HF's Q-Former config and the seed's share."""
+    """QFormerConfig arguments from BERT's config keys, which HF's Q-Former config and PaddleMIX's config.json share."""
     defaults = QFormerConfig()
     return dict(
         hidden_size=values.get("hidden_size", defaults.hidden_size),

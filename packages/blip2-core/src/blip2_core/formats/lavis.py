@@ -26,7 +26,11 @@ def matches(state_dict: dict) -> bool:
 
 def convert(sd: dict[str, np.ndarray], vision_heads: int, llm_type: str | None) -> dict[str, np.ndarray]:
     vision = {k[len("visual_encoder.") :]: v for k, v in sd.items() if k.startswith("visual_encoder.")}
-    out = {"vision_model." + k: v for k, v in convert_vision(vision, vision_heads, "lavis").items()} if vision else {}
+    out = (
+        {"vision_model." + k: v for k, v in convert_vision(vision, "lavis", num_heads=vision_heads).items()}
+        if vision
+        else {}
+    )
     rest = {k: v for k, v in sd.items() if not k.startswith("visual_encoder.")}
     for prefix, model_type in _LLM_PREFIXES.items():
         llm = {k[len(prefix) :]: v for k, v in rest.items() if k.startswith(prefix)}

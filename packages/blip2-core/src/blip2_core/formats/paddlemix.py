@@ -1,4 +1,4 @@
-"""PaddleMIX layout of whole BLIP-2 checkpoints (``model_state.pdparams``) and its config.json (the seed's).
+"""PaddleMIX layout of whole BLIP-2 checkpoints (``model_state.pdparams``) and its config.json.
 
 ``visual_encoder.*`` (paddle Linear weights, fused qkv bias), the bridge under ``Qformer.`` (with the
 stage-2 ``Qformer.language_projection``), ``temp`` ([1], stage 1) and ``language_model.*`` in paddlenlp's own
@@ -29,7 +29,9 @@ def matches(state_dict: dict) -> bool:
 def convert(sd: dict[str, np.ndarray], vision_heads: int, llm_type: str | None) -> dict[str, np.ndarray]:
     vision = {k[len("visual_encoder.") :]: v for k, v in sd.items() if k.startswith("visual_encoder.")}
     out = (
-        {"vision_model." + k: v for k, v in convert_vision(vision, vision_heads, "paddlemix").items()} if vision else {}
+        {"vision_model." + k: v for k, v in convert_vision(vision, "paddlemix", num_heads=vision_heads).items()}
+        if vision
+        else {}
     )
     rest = {k: v for k, v in sd.items() if not k.startswith("visual_encoder.")}
     for key, value in convert_bridge(rest, "paddlemix").items():
@@ -42,7 +44,7 @@ def convert(sd: dict[str, np.ndarray], vision_heads: int, llm_type: str | None) 
     return out
 
 
-# -- config.json (the seed's) --------------------------------------------------------------------
+# -- PaddleMIX's config.json --------------------------------------------------------------------
 
 
 def is_paddlemix_config(config: dict[str, Any]) -> bool:

@@ -31,8 +31,14 @@ def detect_layout(state_dict: dict[str, Any]) -> str:
     raise ValueError("cannot tell the vision checkpoint layout: no class embedding, cls token or qkv weight found")
 
 
-def convert_state_dict(state_dict: dict[str, Any], num_heads: int, layout: str | None = None) -> dict[str, np.ndarray]:
-    """Map a vision-encoder state dict of any known layout to our parameter names and shapes."""
+def convert_state_dict(
+    state_dict: dict[str, Any], layout: str | None = None, *, num_heads: int
+) -> dict[str, np.ndarray]:
+    """Map a vision-encoder state dict of any known layout (detected when None) to our names and shapes.
+
+    The same call in every package: (state dict, layout), then what the layout needs as keywords; here the
+    number of heads, by which fused qkv weights are split.
+    """
     sd = {k: np.asarray(v) for k, v in state_dict.items()}
     layout = layout or detect_layout(sd)
     if layout == "native":

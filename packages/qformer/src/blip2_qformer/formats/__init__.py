@@ -37,7 +37,10 @@ def detect_layout(state_dict: dict[str, Any]) -> str:
 
 
 def convert_state_dict(state_dict: dict[str, Any], layout: str | None = None) -> dict[str, np.ndarray]:
-    """Map a BLIP-2 state dict of any known layout to ``QFormerForPretraining`` names and shapes."""
+    """Map a BLIP-2 state dict of any known layout (detected when None) to ``QFormerForPretraining`` names.
+
+    The same call in every package: (state dict, layout), then what the layout needs as keywords (nothing here).
+    """
     sd = {k: np.asarray(v) for k, v in state_dict.items()}
     layout = layout or detect_layout(sd)
     if layout == "native":
