@@ -9,6 +9,7 @@ import numpy as np
 import paddle
 import pytest
 from safetensors.numpy import load_file
+from tiny_checkpoints import paddlemix_config, save_pdparams
 
 from blip2_core import Blip2ForConditionalGeneration
 from blip2_core.checkpoint_io import read_state_dict, write_safetensors
@@ -45,50 +46,6 @@ def assert_matches_reference(model, fixtures_dir):
     np.testing.assert_allclose(features, ref["language_model_inputs"].numpy(), atol=ATOL, rtol=0)
     valid = ref["attention_mask_with_image_tokens"].numpy().astype(bool)  # padded positions are never read
     np.testing.assert_allclose(logits[valid], ref["logits"].numpy()[valid], atol=ATOL, rtol=0)
-
-
-def paddlemix_config(fixtures_dir, **names):
-    """PaddleMIX's config.json for the tiny OPT model, its weights named by ``names`` (``*_name_or_path``)."""
-    hf = json.loads((fixtures_dir / "opt" / "hf" / "config.json").read_text())
-    vision, qformer = hf["vision_config"], hf["qformer_config"]
-    return {
-        "architectures": ["Blip2ForConditionalGeneration"],
-        **{key: str(value) for key, value in names.items()},
-        "text_config": str(fixtures_dir / "opt" / "llm"),
-        "use_decoder_only_language_model": True,
-        "model_type": "blip-2",
-        "image_token_index": hf["image_token_index"],
-        "qformer_config": {
-            "cross_attention_freq": qformer["cross_attention_frequency"],
-            "hidden_size": qformer["hidden_size"],
-            "intermediate_size": qformer["intermediate_size"],
-            "layer_norm_eps": qformer["layer_norm_eps"],
-            "max_position_embeddings": qformer["max_position_embeddings"],
-            "num_attention_heads": qformer["num_attention_heads"],
-            "num_hidden_layers": qformer["num_hidden_layers"],
-            "num_query_tokens": hf["num_query_tokens"],
-            "vocab_size": qformer["vocab_size"],
-            "type_vocab_size": 2,
-            "vision_layer_norm_eps": vision["layer_norm_eps"],
-        },
-        "vision_config": {
-            "depth": vision["num_hidden_layers"],
-            "embed_dim": vision["hidden_size"],
-            "epsilon": vision["layer_norm_eps"],
-            "img_size": vision["image_size"],
-            "mlp_ratio": vision["intermediate_size"] / vision["hidden_size"],
-            "num_heads": vision["num_attention_heads"],
-            "patch_size": vision["patch_size"],
-            "qkv_bias": True,
-        },
-    }
-
-
-def save_pdparams(state, directory):
-    """As PaddleMIX ships each part: model_state.pdparams written by paddle.save."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(directory / "model_state.pdparams"))
-    return directory
 
 
 # -- detection ---------------------------------------------------------------------------------------------

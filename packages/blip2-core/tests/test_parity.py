@@ -7,6 +7,7 @@ import numpy as np
 import paddle
 import pytest
 from safetensors.numpy import load_file
+from tiny_checkpoints import paddlemix_config, save_pdparams
 
 from blip2_core import Blip2Config, Blip2ForConditionalGeneration, Blip2Qformer
 
@@ -23,46 +24,12 @@ def io(fixtures_dir, llm):
 
 def paddlemix_dir(fixtures_dir, llm, tmp_path):
     """PaddleMIX's layout: model_state.pdparams (written by paddle.save) + PaddleMIX's config.json naming the LLM."""
-    hf = json.loads((fixtures_dir / llm / "hf" / "config.json").read_text())
-    vision, qformer = hf["vision_config"], hf["qformer_config"]
-    weights = tmp_path / "vision_and_bridge"
-    weights.mkdir()
     state = load_file(str(fixtures_dir / llm / "paddlemix" / "vision_and_bridge.safetensors"))
-    paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(weights / "model_state.pdparams"))
-    paddlemix_config = {
-        "architectures": ["Blip2ForConditionalGeneration"],
-        "vision_and_bridge_name_or_path": str(weights),
-        "text_config": str(fixtures_dir / llm / "llm"),
-        "freeze_vit": True,
-        "use_decoder_only_language_model": llm == "opt",
-        "model_type": "blip-2",
-        "image_token_index": hf["image_token_index"],
-        "qformer_config": {
-            "cross_attention_freq": qformer["cross_attention_frequency"],
-            "hidden_size": qformer["hidden_size"],
-            "intermediate_size": qformer["intermediate_size"],
-            "layer_norm_eps": qformer["layer_norm_eps"],
-            "max_position_embeddings": qformer["max_position_embeddings"],
-            "num_attention_heads": qformer["num_attention_heads"],
-            "num_hidden_layers": qformer["num_hidden_layers"],
-            "num_query_tokens": hf["num_query_tokens"],
-            "vocab_size": qformer["vocab_size"],
-            "vision_layer_norm_eps": vision["layer_norm_eps"],
-        },
-        "vision_config": {
-            "depth": vision["num_hidden_layers"],
-            "embed_dim": vision["hidden_size"],
-            "epsilon": vision["layer_norm_eps"],
-            "img_size": vision["image_size"],
-            "mlp_ratio": vision["intermediate_size"] / vision["hidden_size"],
-            "num_heads": vision["num_attention_heads"],
-            "patch_size": vision["patch_size"],
-            "qkv_bias": True,
-        },
-    }
+    weights = save_pdparams(state, tmp_path / "vision_and_bridge")
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    (model_dir / "config.json").write_text(json.dumps(paddlemix_config))
+    config = paddlemix_config(fixtures_dir, llm, vision_and_bridge_name_or_path=weights)
+    (model_dir / "config.json").write_text(json.dumps(config))
     return model_dir
 
 
