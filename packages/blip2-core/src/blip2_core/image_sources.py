@@ -103,6 +103,8 @@ def decode_image(data: bytes, name: str, max_pixels: int | None = None) -> Any:
             return image.convert("RGB")
     except ImageTooLargeError:
         raise
+    except Image.UnidentifiedImageError:  # its own message holds the address of a BytesIO
+        raise OSError(f"{name} is not a readable image (not a format PIL knows)") from None
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError(f"{name} is too large to decode ({error})") from None
     # PIL reports some corrupt files as SyntaxError, ValueError or EOFError rather than OSError
