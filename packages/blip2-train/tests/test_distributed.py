@@ -46,11 +46,20 @@ def test_stage1_two_ranks_equal_one_process_and_negatives_span_ranks(assets, tmp
     # Control: one process, batches of 2 accumulated twice, sees the same samples per step, but its ITC
     # negatives are only the other local sample; the two ranks' negatives were all 4 (gathered across ranks).
     tiny.train(
-        [*common, "--output_dir", str(tmp_path / "local"), "--per_device_train_batch_size", "2",
-         "--gradient_accumulation_steps", "2"],  # fmt: skip
+        [
+            *common,
+            "--output_dir",
+            str(tmp_path / "local"),
+            "--per_device_train_batch_size",
+            "2",
+            "--gradient_accumulation_steps",
+            "2",
+        ],  # fmt: skip
         tmp_path,
     )
-    assert max_difference(tmp_path / "local" / "checkpoint-3", tmp_path / "one" / "checkpoint-3") > 100 * max(diff, 1e-7)
+    assert max_difference(tmp_path / "local" / "checkpoint-3", tmp_path / "one" / "checkpoint-3") > 100 * max(
+        diff, 1e-7
+    )
 
 
 def test_stage2_two_ranks_equal_one_process(assets, tmp_path):

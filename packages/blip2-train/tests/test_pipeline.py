@@ -37,9 +37,26 @@ def test_stage1_then_stage2_from_its_output(assets, tmp_path):
     out2 = tmp_path / "stage2"
     tiny.train(
         [
-            "stage2", "--model_name_or_path", str(out1), "--text_model_name_or_path", str(assets["llm"]),
-            "--data_files", assets["data"], "--output_dir", str(out2), "--per_device_train_batch_size", "4",
-            "--max_steps", "8", "--warmup_steps", "1", "--learning_rate", "1e-3", "--save_steps", "8", *tiny.COMMON,
+            "stage2",
+            "--model_name_or_path",
+            str(out1),
+            "--text_model_name_or_path",
+            str(assets["llm"]),
+            "--data_files",
+            assets["data"],
+            "--output_dir",
+            str(out2),
+            "--per_device_train_batch_size",
+            "4",
+            "--max_steps",
+            "8",
+            "--warmup_steps",
+            "1",
+            "--learning_rate",
+            "1e-3",
+            "--save_steps",
+            "8",
+            *tiny.COMMON,
         ],  # fmt: skip
         tmp_path,
     )
@@ -63,3 +80,37 @@ def test_stage1_then_stage2_from_its_output(assets, tmp_path):
     with paddle.no_grad():
         pixels = paddle.randn([1, 3, tiny.IMAGE_SIZE, tiny.IMAGE_SIZE])
         assert start.generate(pixels, max_new_tokens=3).shape[0] == 1
+
+
+def test_stage2_with_flant5(assets, tmp_path):
+    llm = tiny.write_llm(tmp_path / "t5", tiny.HERE.parents[1] / "blip2-core" / "tests" / "fixtures" / "t5" / "llm")
+    out = tmp_path / "out"
+    tiny.train(
+        [
+            "stage2",
+            "--model_name_or_path",
+            str(assets["vision"]),
+            "--text_model_name_or_path",
+            str(llm),
+            "--data_files",
+            assets["data"],
+            "--output_dir",
+            str(out),
+            "--per_device_train_batch_size",
+            "4",
+            "--max_steps",
+            "8",
+            "--warmup_steps",
+            "1",
+            "--learning_rate",
+            "2e-3",
+            "--save_steps",
+            "8",
+            *tiny.COMMON,
+        ],  # fmt: skip
+        tmp_path,
+    )
+    curve = tiny.losses(out)
+    assert np.mean(curve[-3:]) < np.mean(curve[:3]), curve
+    model = Blip2ForConditionalGeneration.from_pretrained(out)
+    assert not model.language_model.is_decoder_only

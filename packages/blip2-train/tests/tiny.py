@@ -75,7 +75,10 @@ def write_bert(directory: Path) -> Path:
         p = f"bert.encoder.layer.{i}."
         for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
             sd[p + name + ".weight"], sd[p + name + ".bias"] = w(HIDDEN, HIDDEN), np.zeros(HIDDEN, "float32")
-        sd[p + "intermediate.dense.weight"], sd[p + "intermediate.dense.bias"] = w(FFN, HIDDEN), np.zeros(FFN, "float32")
+        sd[p + "intermediate.dense.weight"], sd[p + "intermediate.dense.bias"] = (
+            w(FFN, HIDDEN),
+            np.zeros(FFN, "float32"),
+        )
         sd[p + "output.dense.weight"], sd[p + "output.dense.bias"] = w(HIDDEN, FFN), np.zeros(HIDDEN, "float32")
         for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
             sd[p + norm + ".weight"], sd[p + norm + ".bias"] = np.ones(HIDDEN, "float32"), np.zeros(HIDDEN, "float32")
@@ -150,7 +153,9 @@ def train(
     args: list[str], cwd: Path, check: bool = True, timeout: int = 300, inject: str | None = None
 ) -> subprocess.CompletedProcess:
     """``python -m blip2_train ...`` in a fresh process (as users run it); ``inject``: a fault (see inject.py)."""
-    command = [sys.executable, "-m", "blip2_train"] if inject is None else [sys.executable, str(HERE / "inject.py"), inject]
+    command = (
+        [sys.executable, "-m", "blip2_train"] if inject is None else [sys.executable, str(HERE / "inject.py"), inject]
+    )
     proc = subprocess.run(
         [*command, *args], cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout
     )

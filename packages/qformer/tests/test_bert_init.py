@@ -67,14 +67,17 @@ def numpy_bert(sd: dict[str, np.ndarray], ids: np.ndarray, layers: int, eps: flo
         return x @ key[name + ".weight"].T + key[name + ".bias"]
 
     erf = np.vectorize(math.erf)
-    x = key["bert.embeddings.word_embeddings.weight"][ids] + key["bert.embeddings.position_embeddings.weight"][
-        : ids.shape[1]
-    ]
+    x = (
+        key["bert.embeddings.word_embeddings.weight"][ids]
+        + key["bert.embeddings.position_embeddings.weight"][: ids.shape[1]]
+    )
     x = ln(x, "bert.embeddings.LayerNorm")
     head = HIDDEN // HEADS
     for i in range(layers):
         p = f"bert.encoder.layer.{i}."
-        q, k, v = (linear(x, p + f"attention.self.{n}").reshape(*x.shape[:2], HEADS, head) for n in ("query", "key", "value"))
+        q, k, v = (
+            linear(x, p + f"attention.self.{n}").reshape(*x.shape[:2], HEADS, head) for n in ("query", "key", "value")
+        )
         scores = np.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head)
         probs = np.exp(scores - scores.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)

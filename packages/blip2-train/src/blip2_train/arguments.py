@@ -1,6 +1,8 @@
 """Command-line arguments: PaddleNLP's ``TrainingArguments`` plus the model and data choices, with the names
 PaddleMIX users know and LAVIS's recipe (``lavis/projects/blip2/train/pretrain_stage{1,2}.yaml``) as defaults."""
 
+# PdArgumentParser evaluates these annotations at run time: Optional[...] keeps them valid on Python 3.9.
+# ruff: noqa: UP045
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -80,13 +80,17 @@ def load_weights(model: nn.Layer, directory: str | os.PathLike, require_all_trai
     return sorted(state)
 
 
-def save_final_model(model: Any, directory: str | os.PathLike, tokenizer: Any = None, image_processor: Any = None) -> Path:
+def save_final_model(
+    model: Any, directory: str | os.PathLike, tokenizer: Any = None, image_processor: Any = None
+) -> Path:
     """A complete model directory for ``from_pretrained``; a frozen LLM named in the config is left out."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config
-    skip_llm = hasattr(model, "language_model") and bool(config.text_name_or_path) and all(
-        p.stop_gradient for p in model.language_model.parameters()
+    skip_llm = (
+        hasattr(model, "language_model")
+        and bool(config.text_name_or_path)
+        and all(p.stop_gradient for p in model.language_model.parameters())
     )
     state = {
         name: tensor.astype("float32").numpy()

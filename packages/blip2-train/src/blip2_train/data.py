@@ -94,7 +94,11 @@ class TrainingSamples(Dataset):
         super().__init__()
         self.defer_errors = defer_errors
         self.dataset, self.image_config, self.seed = dataset, image_config, seed
-        self.skip_bad_samples, self.split_for_prefix_lm, self.max_words = skip_bad_samples, split_for_prefix_lm, max_words
+        self.skip_bad_samples, self.split_for_prefix_lm, self.max_words = (
+            skip_bad_samples,
+            split_for_prefix_lm,
+            max_words,
+        )
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -80,7 +80,9 @@ def build_stage1_model(
                 qformer_init,
             )
         report = init_from_bert(model, read_bert_checkpoint(qformer_init))
-        logger.info("Q-Former from %s: %d tensors loaded, %d fresh", qformer_init, len(report.loaded), len(report.fresh))
+        logger.info(
+            "Q-Former from %s: %d tensors loaded, %d fresh", qformer_init, len(report.loaded), len(report.fresh)
+        )
     _fit_image_size(model, image_size)
     _set_vit_frozen(model, freeze_vit)
     return model
@@ -150,7 +152,6 @@ def describe_parameters(model: nn.Layer) -> str:
     total = sum(int(np.prod(p.shape)) for p in model.parameters())
     trainable = sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
     return f"{trainable:,} trainable of {total:,} parameters"
-
 
 
 # The stage-1 heads each loss trains; a head no chosen loss reaches would get no gradient.

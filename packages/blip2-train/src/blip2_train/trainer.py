@@ -42,7 +42,9 @@ class NonFiniteLossError(RuntimeError):
 def _outputs_as_dict(layer: Any, inputs: Any, outputs: Any) -> dict[str, paddle.Tensor]:
     """The models return dataclasses; paddle.DataParallel finds the tensors to reduce for only in tensors,
     lists and dicts (otherwise it sees no parameter in the backward and fails), so training sees a dict."""
-    return {f.name: getattr(outputs, f.name) for f in dataclasses.fields(outputs) if getattr(outputs, f.name) is not None}
+    return {
+        f.name: getattr(outputs, f.name) for f in dataclasses.fields(outputs) if getattr(outputs, f.name) is not None
+    }
 
 
 class _RestoreRngAtEpochBoundary(TrainerCallback):
@@ -204,4 +206,3 @@ class Blip2Trainer(Trainer):
             return
         names = load_weights(self.model, resume_from_checkpoint, require_all_trainable=True)
         logger.info("resumed %d trainable weights from %s", len(names), resume_from_checkpoint)
-
