@@ -82,7 +82,8 @@ class Predictor:
         )
         model.eval()
         model_path = Path(name_or_path) if Path(name_or_path).exists() else None
-        return cls(model, _tokenizer(name_or_path, tokenizer, model, model_path), _image_processor(model, model_path))
+        tokenizer_ = _tokenizer(name_or_path, tokenizer, model, model_path)
+        return cls(model, tokenizer_, _image_processor(model, model_path), name=str(name_or_path))
 
     @property
     def dtype(self) -> str:

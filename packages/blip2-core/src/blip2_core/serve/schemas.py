@@ -1,0 +1,131 @@
+"""What a request may say: the fields of each endpoint, their types and ranges, and readable refusals."""
+
+# pydantic evaluates these annotations at run time, where Python 3.9 has no `int | None`: Optional stays.
+# ruff: noqa: UP045
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..inference import GenerationSettings
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server (``blip2-serve --help`` names the flags)."""
+
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_new_tokens: int = 64
+    max_num_beams: int = 8
+    allow_image_urls: bool = True
+    url_timeout: float = 10.0
+
+
+class _Request(BaseModel):
+    # an unknown field is an error, not silently ignored: a misspelt setting would otherwise do nothing
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: Optional[str] = Field(None, description="http(s) URL of the image (instead of an upload)")
+    image_base64: Optional[str] = Field(None, description="the image file's bytes, base64 (JSON bodies)")
+
+
+class _Generation(_Request):
+    num_beams: int = Field(5, ge=1, description="beam width")
+    max_new_tokens: Optional[int] = Field(None, ge=1, description="longest output in tokens")
+    min_new_tokens: Optional[int] = Field(None, ge=0, description="shortest output in tokens")
+    length_penalty: Optional[float] = Field(None, ge=-10, le=10, description="beam score / length ** this")
+    repetition_penalty: float = Field(1.0, gt=0, le=10)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0, le=10)
+    top_k: int = Field(0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+    def settings(self) -> GenerationSettings:
+        return GenerationSettings(
+            num_beams=self.num_beams,
+            max_new_tokens=self.max_new_tokens,
+            min_new_tokens=self.min_new_tokens,
+            length_penalty=self.length_penalty,
+            repetition_penalty=self.repetition_penalty,
+            do_sample=self.do_sample,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+        )
+
+    def check_limits(self, limits: Limits) -> None:
+        if self.num_beams > limits.max_num_beams:
+            raise RequestError(422, f"num_beams: at most {limits.max_num_beams} on this server, got {self.num_beams}")
+        for name in ("max_new_tokens", "min_new_tokens"):
+            value = getattr(self, name)
+            if value is not None and value > limits.max_new_tokens:
+                raise RequestError(422, f"{name}: at most {limits.max_new_tokens} on this server, got {value}")
+        if None not in (self.min_new_tokens, self.max_new_tokens) and self.min_new_tokens > self.max_new_tokens:
+            raise RequestError(
+                422, f"min_new_tokens ({self.min_new_tokens}) is more than max_new_tokens ({self.max_new_tokens})"
+            )
+
+
+class CaptionRequest(_Generation):
+    prompt: str = Field("", max_length=500, description="text the caption continues, e.g. 'a photo of'")
+
+
+class VqaRequest(_Generation):
+    question: str = Field(..., min_length=1, max_length=500, description="asked about the image")
+
+
+class FeaturesRequest(_Request):
+    pass
+
+
+class RequestError(Exception):
+    """A request the server refuses: ``status`` and a message saying what was wrong."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+def parse(model: type[_Request], fields: dict[str, Any]) -> Any:
+    """``fields`` validated as ``model``; ``RequestError(422)`` naming every wrong field and why."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        raise RequestError(422, describe(error, model)) from None
+
+
+def describe(error: ValidationError, model: type[BaseModel]) -> str:
+    allowed = ", ".join(sorted(model.model_fields))
+    problems = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]) or "body"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown field {name!r} (allowed: {allowed})")
+        elif item["type"] == "missing":
+            problems.append(f"{name}: required")
+        else:
+            problems.append(f"{name}: {item['msg']}, got {item['input']!r}")
+    return "; ".join(problems)
+
+
+def openapi_body(model: type[_Request]) -> dict[str, Any]:
+    """The request body in the OpenAPI docs: a multipart upload or JSON with the same settings."""
+    schema = model.model_json_schema()
+    multipart = {
+        **schema,
+        "properties": {"image": {"type": "string", "format": "binary"}, **schema["properties"]},
+    }
+    multipart["properties"].pop("image_base64", None)
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": multipart},
+                "application/json": {"schema": schema},
+            },
+        }
+    }
