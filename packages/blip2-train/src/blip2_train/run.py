@@ -88,6 +88,8 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
     logger.info("blip2-train %s: %s, %s, %d process(es)", stage, device, precision, max(args.world_size, 1))
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
 
+    # data first: a missing annotation file should not wait for a 1B-parameter model to load
+    dataset = load_training_data(data_args.dataset, data_args.data_files, data_args.skip_bad_samples)
     set_seed(args.seed)  # the same initial weights on every rank
     model = build_model(stage, model_args)
     if model_args.load_model_path:
@@ -100,7 +102,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
     tokenizer = load_text_tokenizer(stage, model_args)
     image_config = ImageProcessorConfig(image_size=model_args.image_size)
     samples = TrainingSamples(
-        load_training_data(data_args.dataset, data_args.data_files, data_args.skip_bad_samples),
+        dataset,
         image_config,
         seed=args.seed,
         skip_bad_samples=data_args.skip_bad_samples,
