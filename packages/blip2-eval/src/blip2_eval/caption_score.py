@@ -44,7 +44,9 @@ def read_coco_captions(path: str | os.PathLike) -> dict[int, list[str]]:
     references: dict[int, list[str]] = {}
     for i, image in enumerate(read_list(path, "annotations", key="images") if "images" in data else []):
         references[int_id(image, "id", f"{path}, images[{i}]")] = []
-    for i, row in enumerate(data["annotations"] if isinstance(data["annotations"], list) else [None]):
+    if not isinstance(data["annotations"], list):
+        raise EvalInputError(f"{path}: 'annotations' should be a list, got {type(data['annotations']).__name__}")
+    for i, row in enumerate(data["annotations"]):
         where = f"{path}, annotations[{i}]"
         image_id = int_id(row, "image_id", where)
         references.setdefault(image_id, []).append(field(row, "caption", str, where))
