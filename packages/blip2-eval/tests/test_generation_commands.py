@@ -48,8 +48,9 @@ def test_caption_results_settings_and_metrics(opt_model, coco_tree, tmp_path, ca
         "prompt": "a photo of", "num_beams": 5, "max_new_tokens": 30, "min_new_tokens": 8, "length_penalty": 1.0,
         "repetition_penalty": 1.0, "do_sample": False, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
         "num_return_sequences": 1,
+        "eos_token_id": [3],  # this vocabulary has no newline token: the model's own eos
     }  # fmt: skip
-    assert settings["left_padding"] is True and settings["eos_token_id"] == [3]
+    assert settings["left_padding"] is True and settings["model_eos_token_id"] == [3]
 
     # the captions are the model's own beam search with those settings, image by image (batch of one)
     model, tokenizer, processor = direct_model(opt_model)

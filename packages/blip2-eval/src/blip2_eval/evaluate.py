@@ -29,14 +29,15 @@ def run_evaluation(args: argparse.Namespace) -> int:
 
 def run_generation(args: argparse.Namespace, spec: EvalDataset, dataset: Any, files: list[str]) -> int:
     from .generation_tasks import CaptionTask, VqaTask
-    from .model_io import eval_image_processor, load_model, load_tokenizer_for, model_config
+    from .model_io import eval_image_processor, lavis_eos_token_ids, load_model, load_tokenizer_for, model_config
     from .settings import settings_from_args
 
     process = current_process()
     model = load_model(args.model, stage1=False)
     tokenizer = load_tokenizer_for(model, args.model, args.tokenizer)
     processor = eval_image_processor(model, args.model, args.image_size)
-    settings = settings_from_args(args).resolved(model_config(model).llm_type)
+    eos = lavis_eos_token_ids(model, tokenizer)
+    settings = settings_from_args(args).resolved(model_config(model).llm_type, eos)
     lemmatizer = None
     if spec.lemmatize:
         from .lemmatize import Lemmatizer
@@ -113,7 +114,7 @@ def settings_record(
         "image_size": processor.config.image_size,
         "image_interpolation": processor.config.interpolation,
         "generation": dataclasses.asdict(settings),
-        "eos_token_id": list(generation.eos_token_id),
+        "model_eos_token_id": list(generation.eos_token_id),
         "pad_token_id": generation.pad_token_id,
         "left_padding": bool(model.language_model.is_decoder_only),
     }

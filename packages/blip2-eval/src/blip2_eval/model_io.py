@@ -53,3 +53,18 @@ def eval_image_processor(model: Any, name_or_path: str, image_size: int | None) 
         return ImageProcessor.from_pretrained(directory, train=False)
     size = image_size or model_config(model).vision_config.image_size
     return ImageProcessor(ImageProcessorConfig(image_size=size), train=False)
+
+
+def lavis_eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
+    """LAVIS ends OPT generations at "\\n" alone (its eos for OPT); other LLMs, and vocabularies without a
+    single newline token, keep the model's own eos ids."""
+    own = tuple(model.generation_config.eos_token_id)
+    if not model.language_model.is_decoder_only:
+        return own
+    try:
+        newline = list(tokenizer("\n", add_special_tokens=False)["input_ids"])
+    except TypeError:  # a tokenizer without add_special_tokens
+        return own
+    if len(newline) == 1 and newline[0] != getattr(tokenizer, "unk_token_id", None):
+        return (int(newline[0]),)
+    return own

@@ -33,18 +33,22 @@ class GenerationSettings:
     top_k: int = 0
     top_p: float = 1.0
     num_return_sequences: int = 1
+    eos_token_id: tuple[int, ...] | None = None  # None: resolved from the model and tokenizer
 
-    def resolved(self, llm_type: str) -> GenerationSettings:
-        """LAVIS's VQA leaves length_penalty unset, so each LLM's own default applies: T5 -1, OPT 0."""
-        if self.length_penalty is not None:
-            return self
-        return dataclasses.replace(self, length_penalty=-1.0 if llm_type == "t5" else 0.0)
+    def resolved(self, llm_type: str, eos_token_id: tuple[int, ...]) -> GenerationSettings:
+        """Fill what LAVIS leaves to the libraries: the length penalty (T5's default -1, OPT's 0) and the eos ids."""
+        values = {}
+        if self.length_penalty is None:
+            values["length_penalty"] = -1.0 if llm_type == "t5" else 0.0
+        if self.eos_token_id is None:
+            values["eos_token_id"] = tuple(eos_token_id)
+        return dataclasses.replace(self, **values)
 
     def generate_kwargs(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values.pop("prompt")
-        if values["length_penalty"] is None:
-            raise ValueError("length_penalty is unresolved: call resolved(llm_type) first")
+        if values["length_penalty"] is None or values["eos_token_id"] is None:
+            raise ValueError("length_penalty / eos_token_id unresolved: call resolved(llm_type, eos_token_id) first")
         return values
 
 
