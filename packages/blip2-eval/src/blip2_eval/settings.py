@@ -12,8 +12,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-# LAVIS's zero-shot VQA configs prompt with "Short answer:" (blip2-core's VQA_PROMPT, "Question: {} Answer:",
-# is the paper's prompt for OPT in its figures; the reported numbers come from the yaml's).
+# LAVIS's zero-shot VQA configs prompt with "Short answer:"; blip2-data's VQA_PROMPT ("Question: {} Answer:",
+# what blip2-core's predict_answers defaults to) is another text, so this one is not a copy of it. Both prompts
+# are plain strings here because the CLI imports this module and the scorers must run without paddle (which
+# importing blip2_data loads). LAVIS's caption eval prompt is blip2-data's CAPTION_PROMPT without its space.
 LAVIS_VQA_EVAL_PROMPT = "Question: {} Short answer:"
 LAVIS_CAPTION_PROMPT = "a photo of"
 
