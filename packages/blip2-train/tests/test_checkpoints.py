@@ -47,11 +47,13 @@ def test_a_killed_save_is_never_resumed_and_resume_is_bit_exact(assets, straight
     assert tiny.losses(out)[-4:] == tiny.losses(straight)[-4:]
 
 
-def test_resume_at_an_epoch_boundary_is_bit_exact(assets, straight, tmp_path):
+def test_resume_at_an_epoch_boundary_with_loader_workers_is_bit_exact(assets, straight, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     shutil.copytree(straight / "checkpoint-4", out / "checkpoint-4")
-    tiny.train(args(assets, out, "--resume_from_checkpoint", str(out / "checkpoint-4")), tmp_path)
+    # resumed with 2 image-decoding worker processes (the straight run had none): the same batches and pixels
+    resume = ["--resume_from_checkpoint", str(out / "checkpoint-4"), "--dataloader_num_workers", "2"]
+    tiny.train(args(assets, out, *resume), tmp_path)
     assert_same_weights(tiny.trainable_weights(out / "checkpoint-6"), tiny.trainable_weights(straight / "checkpoint-6"))
 
 
