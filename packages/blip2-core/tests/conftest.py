@@ -50,3 +50,47 @@ def images(tmp_path_factory):
         Image.fromarray(rng.randint(0, 255, (80, 100, 3), dtype=np.uint8)).save(path)
         paths.append(str(path))
     return paths
+
+
+# -- blip2-serve ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor(model_dir):
+    """The tiny model, loaded once for all the service's tests."""
+    from blip2_core.inference import Predictor
+
+    return Predictor.load(str(model_dir))
+
+
+@pytest.fixture
+def start_server():
+    """``start_server(app) -> base URL``: the app under uvicorn in a thread, on a free port of 127.0.0.1 only;
+    stopped (its batching worker too) when the test ends."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    running = []
+
+    def start(app) -> str:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
+            time.sleep(0.02)
+        running.append((server, thread, sock))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield start
+    for server, thread, sock in running:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()

@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"blip2-serve: {MISSING_EXTRA.format(names=', '.join(missing))}", file=sys.stderr)
         return 1
     if not args.model:
-        print(f"blip2-serve: {NO_DEFAULT_MODEL.replace('blip2-predict', 'blip2-serve')}", file=sys.stderr)
+        print(f"blip2-serve: {NO_DEFAULT_MODEL}", file=sys.stderr)
         return 2
     for flag in ("max_batch_size", "max_queue", "max_new_tokens", "max_num_beams", "max_image_pixels"):
         if getattr(args, flag) < 1:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -58,11 +58,17 @@ class _Generation(_Request):
         )
 
     def check_limits(self, limits: Limits) -> None:
-        if self.num_beams > limits.max_num_beams:
+        """Refuse what a request asks beyond the server's limits; bring the defaults it left alone within them."""
+        explicit = self.model_fields_set
+        if "num_beams" not in explicit:
+            self.num_beams = min(self.num_beams, limits.max_num_beams)
+        elif self.num_beams > limits.max_num_beams:
             raise RequestError(422, f"num_beams: at most {limits.max_num_beams} on this server, got {self.num_beams}")
+        if "max_new_tokens" not in explicit and self.default_max_new_tokens > limits.max_new_tokens:
+            self.max_new_tokens = limits.max_new_tokens
         for name in ("max_new_tokens", "min_new_tokens"):
             value = getattr(self, name)
-            if value is not None and value > limits.max_new_tokens:
+            if name in explicit and value is not None and value > limits.max_new_tokens:
                 raise RequestError(422, f"{name}: at most {limits.max_new_tokens} on this server, got {value}")
         if None not in (self.min_new_tokens, self.max_new_tokens) and self.min_new_tokens > self.max_new_tokens:
             raise RequestError(
@@ -71,10 +77,12 @@ class _Generation(_Request):
 
 
 class CaptionRequest(_Generation):
+    default_max_new_tokens: ClassVar[int] = 30  # GenerationSettings.for_captions
     prompt: str = Field("", max_length=500, description="text the caption continues, e.g. 'a photo of'")
 
 
 class VqaRequest(_Generation):
+    default_max_new_tokens: ClassVar[int] = 10  # GenerationSettings.for_answers
     question: str = Field(..., min_length=1, max_length=500, description="asked about the image")
 
 
