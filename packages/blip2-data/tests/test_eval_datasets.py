@@ -36,6 +36,7 @@ def test_nocaps_val_from_the_official_coco_format_file(tmp_path):
         "image": str(tmp_path / "images" / "0013ea2087020901.jpg"),
         "image_id": 0,
         "captions": ["A man on a horse.", "a rider on a brown horse"],
+        "domain": "in-domain",
     }
     assert dataset.coco_ground_truth()["annotations"][1]["caption"] == "a rider on a brown horse"
 

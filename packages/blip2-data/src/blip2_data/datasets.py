@@ -529,7 +529,10 @@ def coco_caption_file_samples(path: str, skip_bad: bool, skipped: list[str]) -> 
         image_id = require(row, "id", int)
         if image_id not in captions:
             raise RowProblem(f"image {image_id} has no caption in 'annotations'")
-        return {"image": require(row, "file_name", str), "image_id": image_id, "captions": captions[image_id]}
+        sample = {"image": require(row, "file_name", str), "image_id": image_id, "captions": captions[image_id]}
+        if isinstance(row.get("domain"), str):
+            sample["domain"] = row["domain"]  # NoCaps: in-domain, near-domain, out-domain
+        return sample
 
     rows = [(Origin(path, f"images[{i}]"), row) for i, row in enumerate(data["images"])]
     return parse_rows(rows, parse, skip_bad, skipped)
