@@ -68,19 +68,42 @@ def test_gqa_exact_match(opt_model, tmp_path):
     assert metrics["overall"] == round(expected, 2)
 
 
-def test_nocaps_caption_with_its_own_defaults(opt_model, tmp_path):
+def test_nocaps_caption_with_its_own_defaults_and_per_domain_scores(opt_model, tmp_path, monkeypatch):
     root = tmp_path / "nocaps"
-    write_jpeg(root / "images" / "0013ea2087020901.jpg", seed=5)
-    (root / "nocaps_val_4500_captions.json").write_text(json.dumps({
-        "images": [{"id": 0, "file_name": "0013ea2087020901.jpg"}],
-        "annotations": [{"image_id": 0, "caption": "a man on a horse", "id": 0}]}))  # fmt: skip
+    images = [{"id": 0, "file_name": "0013ea2087020901.jpg", "domain": "in-domain"},
+              {"id": 1, "file_name": "00223d6b27aab0e8.jpg", "domain": "out-domain"},
+              {"id": 2, "file_name": "0a1b2c3d4e5f6071.jpg", "domain": "in-domain"}]  # fmt: skip
+    for n, image in enumerate(images):
+        write_jpeg(root / "images" / image["file_name"], seed=5 + n)
+    annotations = [{"image_id": i, "caption": f"a man on a red dog {i}", "id": i} for i in (0, 1, 2)]
+    (root / "nocaps_val_4500_captions.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+    # pycocoevalcap itself is tested against COCOEvalCap elsewhere; here: which images each domain is scored on
+    import blip2_eval.caption_score as caption_score
+
+    scored = []
+
+    def record(captions, references, **_):
+        scored.append((sorted(captions), sorted(references)))
+        return {"num_images": len(references)}
+
+    monkeypatch.setattr(caption_score, "score_captions", record)
     out = tmp_path / "out"
-    args = ["caption", "--model", str(opt_model), "--dataset", "nocaps", "--output_dir", str(out), "--no_score",
-            "--data_files", str(root / "images"), str(root / "nocaps_val_4500_captions.json")]  # fmt: skip
+    args = ["caption", "--model", str(opt_model), "--dataset", "nocaps", "--output_dir", str(out),
+            "--max_new_tokens", "12", "--data_files", str(root / "images"), str(root / "nocaps_val_4500_captions.json")]  # fmt: skip
     assert main(args) == 0
     settings = json.loads((out / "settings.json").read_text())
-    assert (settings["generation"]["max_new_tokens"], settings["generation"]["min_new_tokens"]) == (80, 10)
-    assert [r["image_id"] for r in json.loads((out / "results.json").read_text())] == [0]
+    assert (settings["generation"]["max_new_tokens"], settings["generation"]["min_new_tokens"]) == (12, 10)
+    assert [r["image_id"] for r in json.loads((out / "results.json").read_text())] == [0, 1, 2]
+    assert scored == [([0, 1, 2], [0, 1, 2]), ([0, 2], [0, 2]), ([1], [1])]  # overall, in-domain, out-domain
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["per_domain"] == {"in-domain": {"num_images": 2}, "out-domain": {"num_images": 1}}
+
+
+def test_nocaps_defaults():
+    from blip2_eval.settings import default_settings
+
+    nocaps = default_settings("caption", "nocaps")
+    assert (nocaps.max_new_tokens, nocaps.min_new_tokens, nocaps.length_penalty) == (80, 10, 1.0)
 
 
 def test_flickr30k_retrieval(stage1_model, tmp_path):

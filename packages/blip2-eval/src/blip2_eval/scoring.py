@@ -35,8 +35,25 @@ def score_caption_run(dataset: Any, indices: list[int], results: list[dict], out
         ],
     }
     write_json(output_dir / GROUND_TRUTH_FILE, ground_truth)
+    captions = {r["image_id"]: r["caption"] for r in results}
     with contextlib.redirect_stdout(sys.stderr):  # pycocoevalcap's progress prints
-        return score_captions({r["image_id"]: r["caption"] for r in results}, references)
+        metrics = score_captions(captions, references)
+        domains = images_by_domain(samples)
+        if len(domains) > 1:  # NoCaps reports in-, near- and out-domain beside the overall numbers
+            metrics["per_domain"] = {
+                domain: score_captions({i: captions[i] for i in ids}, {i: references[i] for i in ids})
+                for domain, ids in domains.items()
+            }
+    return metrics
+
+
+def images_by_domain(samples: list[dict]) -> dict[str, list[int]]:
+    """Image ids per ``domain`` (NoCaps); empty when the samples carry no domain."""
+    domains: dict[str, list[int]] = {}
+    for sample in samples:
+        if "domain" in sample:
+            domains.setdefault(sample["domain"], []).append(sample["image_id"])
+    return dict(sorted(domains.items()))
 
 
 def score_vqa_run(
