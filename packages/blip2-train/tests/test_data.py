@@ -13,7 +13,7 @@ from blip2_train.data import GlobalBatchSampler, TrainingCollator, TrainingSampl
 
 def batches(sampler, epoch):
     sampler.set_epoch(epoch)
-    return [[index for _, index in batch] for batch in sampler]
+    return [[key[1] for key in batch] for batch in sampler]
 
 
 def test_ranks_split_each_global_batch_of_a_seeded_permutation():
@@ -92,3 +92,18 @@ def test_image_ids_reach_the_stage1_loss(assets, samples):
     inputs.pop("image_ids")
     without = float(model(**inputs, losses=("itc",)).loss)
     assert with_ids != pytest.approx(without)  # the captions of one image are positives of each other
+
+
+def test_batches_passed_over_on_resume_are_not_loaded(assets, tmp_path):
+    data = tiny.write_captions(tmp_path, bad_row=5)
+    samples = TrainingSamples(load_training_data(["coco_caption"], [data], False), ImageProcessorConfig(56), seed=1)
+    sampler = GlobalBatchSampler(len(samples), batch_size=4, num_replicas=1, rank=0, seed=2)
+    sampler.set_epoch(1)
+    sampler.fast_forward(epoch=1, batches=len(sampler) - 1)
+    keys = list(sampler)
+    assert [all(skip for _, _, skip in batch) for batch in keys] == [True] * (len(sampler) - 1) + [False]
+    collate = TrainingCollator(Blip2Collator.for_qformer(load_tokenizer(assets["bert"]), max_length=8), "stage1")
+    passed_over = [collate([samples[key] for key in batch]) for batch in keys[:-1]]  # row 5's image: not read
+    assert all(set(batch) == {"resume_skipped_batch"} for batch in passed_over)
+    sampler.set_epoch(2)
+    assert not any(skip for batch in sampler for _, _, skip in batch)  # only the resumed epoch

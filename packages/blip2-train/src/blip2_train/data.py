@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 REPLACED_KEY = "_replaced"  # notes of bad samples that an item stands in for
 ERROR_KEY = "bad_sample_error"  # a failed item's message, carried to the main process by the batch
+SKIPPED_BATCH_KEY = "resume_skipped_batch"  # a batch a resumed run passes over: nothing is decoded for it
 
 
 def parse_data_files(datasets: Sequence[str], data_files: Sequence[str] | None) -> list[tuple[str, list | None]]:
@@ -122,8 +123,10 @@ class TrainingSamples(Dataset):
             item["text_input"], item["text_output"] = split_caption(caption, rng)
         return item
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        epoch, index = key
+    def __getitem__(self, key: tuple[int, ...]) -> dict[str, Any]:
+        epoch, index = key[:2]
+        if len(key) > 2 and key[2]:  # fast-forwarded on resume (see GlobalBatchSampler.fast_forward)
+            return {SKIPPED_BATCH_KEY: True}
         notes: list[str] = []
         for attempt in range(len(self)):
             current = (index + attempt) % len(self)
@@ -160,11 +163,17 @@ class GlobalBatchSampler(DistributedBatchSampler):
     def set_epoch(self, epoch: int = 0, consumed_samples: int | None = None) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def fast_forward(self, epoch: int, batches: int) -> None:
+        """Mark the first ``batches`` of ``epoch`` as passed over: a resumed run iterates them (PaddleNLP skips
+        by iterating) but their samples are never loaded, so resuming late in an epoch costs no decoding."""
+        self.skip_epoch, self.skip_batches = epoch, batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, bool]]]:
         order = np.random.RandomState([self.seed, self.epoch]).permutation(self.dataset_size)
+        skipped = getattr(self, "skip_batches", 0) if getattr(self, "skip_epoch", None) == self.epoch else 0
         for step in range(len(self)):
             start = step * self.global_batch + self.local_rank * self.batch_size
-            yield [(self.epoch, int(i)) for i in order[start : start + self.batch_size]]
+            yield [(self.epoch, int(i), step < skipped) for i in order[start : start + self.batch_size]]
 
     def __len__(self) -> int:
         return self.dataset_size // self.global_batch
@@ -181,6 +190,8 @@ class TrainingCollator:
         self.collator, self.stage = collator, stage
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        if all(SKIPPED_BATCH_KEY in item for item in items):
+            return {SKIPPED_BATCH_KEY: np.ones(1, dtype=np.int8)}
         failed = [item[ERROR_KEY] for item in items if ERROR_KEY in item]
         if failed:  # text travels as bytes: paddle's loader passes only arrays
             return {ERROR_KEY: np.frombuffer(failed[0].encode("utf-8"), dtype=np.uint8).copy()}

@@ -47,18 +47,29 @@ def _outputs_as_dict(layer: Any, inputs: Any, outputs: Any) -> dict[str, paddle.
     }
 
 
-class _RestoreRngAtEpochBoundary(TrainerCallback):
-    """PaddleNLP restores the RNG state only after skipping batches; a resume exactly at an epoch's end skips
-    none, so restore it here."""
+class _ResumeWhereTheRunStopped(TrainerCallback):
+    """Two gaps of PaddleNLP's resume, filled once the trainer state is loaded:
+
+    - it skips the epoch's trained batches by loading them: the sampler is told to hand them over empty;
+    - it restores the RNG state after the last skipped batch, so a resume exactly at an epoch's end (nothing
+      skipped) never restores it: done here.
+    """
 
     def __init__(self, trainer: Blip2Trainer) -> None:
         self.trainer = trainer
 
     def on_train_begin(self, args, state, control, **kwargs):
-        checkpoint = self.trainer.resumed_from
+        checkpoint, sampler = self.trainer.resumed_from, self.trainer.train_sampler
         steps_per_epoch = self.trainer.steps_per_epoch
-        if checkpoint and steps_per_epoch and state.global_step % steps_per_epoch == 0:
+        if not checkpoint or not steps_per_epoch or args.ignore_data_skip:
+            return
+        trained_in_epoch = state.global_step % steps_per_epoch
+        if trained_in_epoch == 0:
             self.trainer._load_rng_state(checkpoint)
+        elif sampler is not None:
+            sampler.fast_forward(
+                state.global_step // steps_per_epoch, trained_in_epoch * args.gradient_accumulation_steps
+            )
 
 
 class Blip2Trainer(Trainer):
@@ -69,10 +80,11 @@ class Blip2Trainer(Trainer):
         self.model_kwargs = model_kwargs or {}
         self.resumed_from: str | None = None
         self.steps_per_epoch: int | None = None
+        self.train_sampler: GlobalBatchSampler | None = None
         self.bad_samples = 0
         self._loss_parts: dict[str, float] = {}
         self._loss_part_count = 0
-        self.add_callback(_RestoreRngAtEpochBoundary(self))
+        self.add_callback(_ResumeWhereTheRunStopped(self))
 
     # -- optimisation -----------------------------------------------------------------------------
 
@@ -111,9 +123,10 @@ class Blip2Trainer(Trainer):
         )
 
     def get_train_dataloader(self) -> DataLoader:
+        self.train_sampler = self._get_train_sampler()
         loader = DataLoader(
             self.train_dataset,
-            batch_sampler=self._get_train_sampler(),
+            batch_sampler=self.train_sampler,
             collate_fn=self.data_collator,
             num_workers=self.args.dataloader_num_workers,
             return_list=True,
