@@ -40,8 +40,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _outputs_as_dict(layer: Any, inputs: Any, outputs: Any) -> dict[str, paddle.Tensor]:
-    """The models return dataclasses; paddle.DataParallel finds the tensors to reduce for only in tensors,
-    lists and dicts (otherwise it sees no parameter in the backward and fails), so training sees a dict."""
+    """The models return dataclasses, but paddle.DataParallel looks for the loss only in tensors, lists and
+    dicts (finding none, it fails in backward), so during training the trainer sees a dict."""
     return {
         f.name: getattr(outputs, f.name) for f in dataclasses.fields(outputs) if getattr(outputs, f.name) is not None
     }
