@@ -94,3 +94,17 @@ def start_server():
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def stage1_dir(fixtures_dir, tmp_path_factory):
+    """The tiny stage-1 model (ITC heads) with a WordPiece tokenizer over its 99 ids: a gallery's model."""
+    directory = tmp_path_factory.mktemp("stage1") / "blip2-stage1"
+    shutil.copytree(fixtures_dir / "stage1" / "hf", directory)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    vocab += [f"w{i}" for i in range(99 - len(vocab))]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
+    )
+    return directory

@@ -292,3 +292,57 @@ def test_blip2_serve_says_which_extra_is_missing_and_that_a_model_is_needed(monk
     assert cli.main([]) == 2
     err = capsys.readouterr().err
     assert "no embedded default model is installed yet: pass --model" in err and "blip2-predict --list-models" in err
+
+
+# -- the gallery ----------------------------------------------------------------------------------------------
+
+
+def test_gallery_search_ranks_by_itc_and_keeps_features_on_disk(stage1_dir, tiny_predictor, start_server, tmp_path):
+    import paddle
+
+    from blip2_core import Blip2Qformer
+    from blip2_core.modeling import tokenize
+    from blip2_core.serve.gallery import Gallery
+
+    folder = tmp_path / "gallery"
+    (folder / "sub").mkdir(parents=True)
+    for seed, name in enumerate(["a.jpg", "sub/b.jpg", "c.jpg"]):
+        (folder / name).write_bytes(jpeg(10 + seed))
+    (folder / "bad.jpg").write_bytes(b"nope")
+    cache = tmp_path / "cache"
+    gallery = Gallery.load(str(stage1_dir), folder, cache_dir=cache)
+    assert gallery.images == ["a.jpg", "c.jpg", "sub/b.jpg"] and gallery.encoded == 3
+    assert len(gallery.skipped) == 1 and "bad.jpg is not a readable image" in gallery.skipped[0]
+
+    # the ranking is the model's own ITC score of each image against the text
+    model = Blip2Qformer.from_pretrained(stage1_dir)
+    pixels = paddle.to_tensor(
+        np.stack([gallery.processor(Image.open(folder / n).convert("RGB")) for n in gallery.images])
+    )
+    ids, mask = tokenize(gallery.tokenizer, ["a photo of a cat"], left_pad=False)
+    expected = model.itc_scores(pixels, ids, mask).numpy()[:, 0]
+    (hits,) = gallery.search(["a photo of a cat"], top_k=3)
+    assert [hit["image"] for hit in hits] == [gallery.images[i] for i in np.argsort(-expected)]
+    np.testing.assert_allclose([hit["score"] for hit in hits], np.sort(expected)[::-1], atol=1e-5)
+
+    # started again: nothing encoded; one image changed: only it
+    again = Gallery.load(str(stage1_dir), folder, cache_dir=cache)
+    assert again.encoded == 0 and np.array_equal(again.features, gallery.features)
+    (folder / "c.jpg").write_bytes(jpeg(99))
+    assert Gallery.load(str(stage1_dir), folder, cache_dir=cache).encoded == 1
+
+    url = start_server(create_app(tiny_predictor, gallery=gallery))
+    reply = requests.post(url + "/v1/search", json={"text": "a photo of a cat", "top_k": 2}, timeout=30).json()
+    assert [hit["image"] for hit in reply["results"]] == [hit["image"] for hit in hits[:2]] and reply["images"] == 3
+    picture = requests.get(url + reply["results"][0]["url"], timeout=10)
+    assert picture.content == (folder / reply["results"][0]["image"]).read_bytes()
+    bad = requests.post(url + "/v1/search", json={"text": "cat", "topk": 2}, timeout=10)
+    assert bad.status_code == 422 and "unknown field 'topk'" in bad.json()["detail"]
+    assert requests.get(url + "/gallery/7", timeout=10).status_code == 404
+    assert requests.get(url + "/v1/model", timeout=10).json()["gallery"]["images"] == 3
+
+
+def test_no_gallery_says_how_to_start_one(served):
+    url, _ = served
+    reply = requests.post(url + "/v1/search", json={"text": "cat"}, timeout=10)
+    assert reply.status_code == 404 and "--gallery DIR --gallery-model" in reply.json()["detail"]

@@ -20,9 +20,17 @@ from blip2_core.inference import GenerationSettings  # noqa: E402
 from blip2_core.serve.app import create_app  # noqa: E402
 
 
-def test_upload_caption_and_ask_in_the_browser(tiny_predictor, start_server, tmp_path):
-    url = start_server(create_app(tiny_predictor, max_wait=0.0))
+def test_upload_caption_ask_and_search_in_the_browser(tiny_predictor, stage1_dir, start_server, tmp_path):
+    from blip2_core.serve.gallery import Gallery
+
     rng = np.random.RandomState(5)
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.randint(0, 255, (90, 120, 3), dtype=np.uint8)).save(folder / f"shot{i}.jpg")
+    gallery = Gallery.load(str(stage1_dir), folder, cache_dir=tmp_path / "cache")
+    (best,) = gallery.search(["a dog in the picture"], top_k=3)
+    url = start_server(create_app(tiny_predictor, max_wait=0.0, gallery=gallery))
     photo = tmp_path / "photo.jpg"
     Image.fromarray(rng.randint(0, 255, (120, 160, 3), dtype=np.uint8)).save(photo)
     broken = tmp_path / "broken.jpg"
@@ -51,6 +59,14 @@ def test_upload_caption_and_ask_in_the_browser(tiny_predictor, start_server, tmp
             page.click("#ask-button")
             sync_api.expect(page.locator("#answer")).to_have_text(expected_answer, timeout=60_000)
             sync_api.expect(page.locator("#status")).to_contain_text("done in")
+
+            sync_api.expect(page.locator("#gallery-size")).to_contain_text("3 images")
+            page.fill("#search", "a dog in the picture")
+            page.click("#search-button")
+            results = page.locator("#results li")
+            sync_api.expect(results).to_have_count(3, timeout=60_000)
+            assert [results.nth(i).inner_text().split(" · ")[0] for i in range(3)] == [hit["image"] for hit in best]
+            page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)")
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 
             # the server's refusal is shown to the person, in its own words

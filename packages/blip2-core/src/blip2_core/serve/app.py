@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
@@ -22,16 +23,30 @@ from starlette.datastructures import UploadFile
 from ..image_sources import ImageTooLargeError, decode_image
 from ..inference import Predictor
 from .batch_queue import BatchQueue, QueueFullError
-from .schemas import CaptionRequest, FeaturesRequest, Limits, RequestError, VqaRequest, openapi_body, parse
+from .gallery import Gallery
+from .schemas import (
+    CaptionRequest,
+    FeaturesRequest,
+    Limits,
+    RequestError,
+    SearchRequest,
+    VqaRequest,
+    openapi_body,
+    parse,
+)
 
 PAGE = Path(__file__).parent / "page"
 # multipart framing and the settings fields around an upload: a body may be this much over the image limit
 _BODY_OVERHEAD = 64 * 1024
 
 
-def run_batch(predictor: Predictor, key: Hashable, items: Sequence[Any]) -> list[Any]:
-    """One model call for requests that share ``key`` (task and settings)."""
+def run_batch(predictor: Predictor, key: Hashable, items: Sequence[Any], gallery: Gallery | None = None) -> list[Any]:
+    """One model call for requests that share ``key`` (task and settings). Every model call of the server goes
+    through here, on the batching worker's thread: paddle never runs two models' calls at once."""
     task = key[0]
+    if task == "search":
+        _, top_k = key
+        return gallery.search(list(items), top_k)
     if task == "caption":
         _, prompt, settings = key
         return predictor.caption(list(items), prompt, settings)
@@ -50,11 +65,13 @@ def create_app(
     max_batch_size: int = 8,
     max_wait: float = 0.01,
     max_queue: int = 64,
+    gallery: Gallery | None = None,
 ) -> FastAPI:
-    """The service for ``predictor``; its batching worker runs while the app does (its lifespan)."""
+    """The service for ``predictor`` (and, with ``gallery``, text search over a folder of images); its batching
+    worker runs while the app does (its lifespan)."""
     limits = limits or Limits()
     batches = BatchQueue(
-        lambda key, items: run_batch(predictor, key, items),
+        lambda key, items: run_batch(predictor, key, items, gallery),
         max_batch_size=max_batch_size,
         max_wait=max_wait,
         max_queue=max_queue,
@@ -77,6 +94,16 @@ def create_app(
     @app.exception_handler(RequestError)
     async def refused(request: Request, error: RequestError) -> JSONResponse:
         return JSONResponse({"detail": error.message}, status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"unknown field {item['loc'][-1]!r}"
+            if item["type"] == "extra_forbidden"
+            else f"{'.'.join(str(p) for p in item['loc'][1:]) or 'body'}: {item['msg']}"
+            for item in error.errors()
+        ]
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:
@@ -137,6 +164,21 @@ def create_app(
         array = await answer(("features",), pixels)
         return {"shape": list(array.shape), "dtype": str(array.dtype), "features": array.tolist()}
 
+    @app.post("/v1/search", summary="Search the gallery folder by text (blip2-serve --gallery DIR)")
+    async def search(body: SearchRequest) -> dict[str, Any]:
+        if gallery is None:
+            raise RequestError(404, "this server has no gallery: start it with --gallery DIR --gallery-model STAGE1")
+        results = await answer(("search", body.top_k), body.text)
+        for result in results:
+            result["url"] = f"/gallery/{result['index']}"
+        return {"text": body.text, "results": results, "images": len(gallery.images)}
+
+    @app.get("/gallery/{index}", summary="An image of the gallery, by its index in the search results")
+    async def gallery_image(index: int) -> FileResponse:
+        if gallery is None or not 0 <= index < len(gallery.images):
+            raise RequestError(404, f"no gallery image {index}")
+        return FileResponse(gallery.path(index))
+
     @app.get("/healthz", summary="Liveness and queue state")
     async def healthz() -> dict[str, Any]:
         return {
@@ -153,6 +195,9 @@ def create_app(
             **predictor.describe(),
             "limits": dataclasses.asdict(limits),
             "batching": {"max_batch_size": max_batch_size, "max_wait_s": max_wait, "max_queue": max_queue},
+            "gallery": None
+            if gallery is None
+            else {"folder": str(gallery.folder), "images": len(gallery.images), "skipped": gallery.skipped},
         }
 
     @app.get("/", include_in_schema=False)

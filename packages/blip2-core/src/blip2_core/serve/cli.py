@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-new-tokens", type=int, default=64, help="longest output asked for (default: 64)")
     limits.add_argument("--max-num-beams", type=int, default=8, help="widest beam asked for (default: 8)")
     limits.add_argument("--no-image-urls", action="store_true", help="refuse image_url (never fetch for a client)")
+    search = parser.add_argument_group("gallery search (text -> images, with a stage-1 model's ITC heads)")
+    search.add_argument(
+        "--gallery", metavar="DIR", help="a folder of images to search by text on the page and at /v1/search"
+    )
+    search.add_argument(
+        "--gallery-model", metavar="NAME_OR_PATH", help="the stage-1 model (Blip2Qformer) whose features index it"
+    )
+    search.add_argument("--gallery-tokenizer", metavar="DIR", help="its Q-Former (BERT) tokenizer, if not beside it")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -72,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1")
     if args.max_wait_ms < 0 or args.max_image_mb <= 0:
         parser.error("--max-wait-ms must be >= 0 and --max-image-mb > 0")
+    if bool(args.gallery) != bool(args.gallery_model):
+        parser.error("--gallery DIR and --gallery-model STAGE1 go together")
 
     import uvicorn
 
@@ -83,6 +93,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictor = Predictor.load(
             args.model, llm=args.llm, tokenizer=args.tokenizer, trust_pickle=args.trust_pickle, dtype=args.dtype
         )
+        gallery = None
+        if args.gallery:
+            from .gallery import Gallery
+
+            gallery = Gallery.load(args.gallery_model, args.gallery, tokenizer=args.gallery_tokenizer)
+            print(
+                f"blip2-serve: gallery {args.gallery}: {len(gallery.images)} images "
+                f"({gallery.encoded} encoded now, the rest from the cache; {len(gallery.skipped)} unreadable)",
+                file=sys.stderr,
+            )
     except (OSError, ValueError) as error:
         print(f"blip2-serve: {error_message(error)}", file=sys.stderr)
         return 1
@@ -99,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_batch_size=args.max_batch_size,
         max_wait=args.max_wait_ms / 1000,
         max_queue=args.max_queue,
+        gallery=gallery,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(

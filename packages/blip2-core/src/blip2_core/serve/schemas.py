@@ -90,6 +90,13 @@ class FeaturesRequest(_Request):
     pass
 
 
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=500, description="what the images should show")
+    top_k: int = Field(8, ge=1, le=100, description="how many images to return")
+
+
 class RequestError(Exception):
     """A request the server refuses: ``status`` and a message saying what was wrong."""
 

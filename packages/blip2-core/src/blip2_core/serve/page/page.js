@@ -28,6 +28,8 @@ function choose(file) {
   $("ask-button").disabled = false;
 }
 
+const imageButtons = () => [$("caption-button"), $("ask-button")];
+
 async function post(path, fields, output) {
   const body = new FormData();
   body.append("image", image, image.name);
@@ -35,7 +37,7 @@ async function post(path, fields, output) {
   showError("");
   output.textContent = "";
   $("status").textContent = "working…";
-  for (const button of document.querySelectorAll("button")) button.disabled = true;
+  for (const button of imageButtons()) button.disabled = true;
   try {
     const response = await fetch(path, { method: "POST", body });
     const reply = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
@@ -50,7 +52,7 @@ async function post(path, fields, output) {
     showError(error.message);
     return null;
   } finally {
-    for (const button of document.querySelectorAll("button")) button.disabled = image === null;
+    for (const button of imageButtons()) button.disabled = image === null;
   }
 }
 
@@ -84,7 +86,49 @@ $("vqa-form").addEventListener("submit", async (event) => {
   if (reply) $("answer").textContent = reply.answer;
 });
 
+$("search-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = $("search").value.trim();
+  const list = $("results");
+  if (!text) {
+    showError("type what to search for first");
+    return;
+  }
+  showError("");
+  list.replaceChildren();
+  $("status").textContent = "searching…";
+  try {
+    const response = await fetch("/v1/search", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ text, top_k: 12 }),
+    });
+    const reply = await response.json();
+    if (!response.ok) throw new Error(reply.detail);
+    for (const hit of reply.results) {
+      const item = document.createElement("li");
+      const picture = document.createElement("img");
+      picture.src = hit.url;
+      picture.alt = hit.image;
+      const caption = document.createElement("span");
+      caption.textContent = `${hit.image} · ${hit.score.toFixed(3)}`;
+      item.append(picture, caption);
+      list.append(item);
+    }
+    $("status").textContent = `${reply.results.length} of ${reply.images} images`;
+  } catch (error) {
+    $("status").textContent = "";
+    showError(error.message);
+  }
+});
+
 fetch("/v1/model")
   .then((response) => response.json())
-  .then((info) => { $("model").textContent = `model: ${info.name} · ${info.dtype} · ${info.image_size}px`; })
+  .then((info) => {
+    $("model").textContent = `model: ${info.name} · ${info.dtype} · ${info.image_size}px`;
+    if (info.gallery) {
+      $("gallery").hidden = false;
+      $("gallery-size").textContent = `(${info.gallery.images} images in ${info.gallery.folder})`;
+    }
+  })
   .catch(() => { $("model").textContent = "model info unavailable"; });
