@@ -86,7 +86,7 @@ def served(tiny_predictor, start_server):
     """A server with a batch window long enough that a burst of requests meets in it, and small limits."""
     recorder = Recorder(tiny_predictor)
     limits = Limits(max_image_bytes=50_000, max_image_pixels=200 * 200, max_new_tokens=20, max_num_beams=4)
-    app = create_app(recorder, limits=limits, max_batch_size=4, max_wait=0.5, max_queue=16)
+    app = create_app(recorder, limits=limits, max_batch_size=4, max_wait=1.0, max_queue=16)
     return start_server(app), recorder
 
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from .command_line import error_message, start_command_line_tool
-from .image_sources import read_image  # noqa: F401  (its old home; kept importable from here)
 from .inference import DEFAULT_CAPTION_PROMPT, GenerationSettings
 
 NO_DEFAULT_MODEL = (

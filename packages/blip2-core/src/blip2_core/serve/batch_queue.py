@@ -58,7 +58,10 @@ class BatchQueue:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread is not None:
-            self._queue.put(None)  # blocks only while full; the worker drains it
+            try:
+                self._queue.put(None, timeout=timeout)  # after the jobs already waiting
+            except queue.Full:
+                pass  # a worker stuck in a model call: it is a daemon thread, and the process is ending
             self._thread.join(timeout)
             self._thread = None
 
