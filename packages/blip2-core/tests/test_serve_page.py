@@ -4,6 +4,7 @@ Playwright's own browser download cannot run here, so the test points it at the 
 (``apt-get install chromium``) and skips, saying so, when either is missing.
 """
 
+import base64
 import shutil
 from pathlib import Path
 
@@ -75,6 +76,22 @@ def test_upload_caption_ask_and_search_in_the_browser(tiny_predictor, stage1_dir
             sync_api.expect(page.locator("#error")).to_contain_text("broken.jpg is not a readable image")
             assert page.locator("#caption").inner_text() == ""
             page.screenshot(path=str(tmp_path / "page-error.png"), full_page=True)
+
+            # dropped rather than picked: the same image, the same caption, the error gone
+            dropped = page.evaluate_handle(
+                """(b64) => {
+                    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                    const transfer = new DataTransfer();
+                    transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+                    return transfer;
+                }""",
+                base64.b64encode(photo.read_bytes()).decode(),
+            )
+            page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+            sync_api.expect(page.locator("#preview")).to_have_attribute("alt", "dropped.jpg")
+            sync_api.expect(page.locator("#error")).to_be_hidden()
+            page.click("#caption-button")
+            sync_api.expect(page.locator("#caption")).to_have_text(expected_caption, timeout=60_000)
             assert errors == []
         finally:
             browser.close()
