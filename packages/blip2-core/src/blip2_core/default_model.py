@@ -1,0 +1,27 @@
+"""Where the embedded default model lives: ``blip2-shapes``, trained by this repository (``nox -s demo-train``).
+
+It sits inside the package (``blip2_core/default_model/``), so an editable install from a clone finds it with
+no network and no cache. Retrieval uses the stage-1 model beside it (``default_model/stage1/``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_MODEL_NAME = "blip2-shapes"
+_DIRECTORY = Path(__file__).resolve().parent / "default_model"
+_REQUIRED = ("config.json", "model.safetensors")
+
+
+def default_model_path() -> Path | None:
+    """The default model's directory, or None when this installation does not carry it (e.g. a wheel built
+    without the model files)."""
+    if all((_DIRECTORY / name).is_file() for name in _REQUIRED):
+        return _DIRECTORY
+    return None
+
+
+def default_stage1_path() -> Path | None:
+    """The default model's stage-1 directory (ITC/ITM heads, for retrieval), or None."""
+    path = _DIRECTORY / "stage1"
+    return path if all((path / name).is_file() for name in _REQUIRED) else None

@@ -1,0 +1,91 @@
+"""The model card (README.md) written beside the demo model's weights, from the recipe's record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def write_model_card(directory: Path, record: dict) -> Path:
+    m, chance = record["metrics"], record["chance"]
+    cap, vqa, ret = m["caption"], m["vqa"], m["retrieval"]
+    cap_chance, vqa_chance, ret_chance = chance["caption"], chance["vqa"], chance["retrieval"]
+    lines = [
+        "# blip2-shapes: the project's default model",
+        "",
+        "A small BLIP-2 (EVA-ViT + Q-Former + OPT) trained from nothing by this repository's own commands on",
+        "`synthetic_shapes` (coloured circles, squares and triangles; blip2-data). It exists so that `blip2-predict`",
+        "works offline out of the box and so that CI can see the whole pipeline learn. It knows nothing but shapes.",
+        "",
+        "## Made by",
+        "",
+        "```bash",
+        "python3 -m nox -s demo-train     # tools/demo/recipe.py --profile full",
+        "```",
+        "",
+        f"- data: synthetic_shapes, seed 0, images per split {record['settings']['data']} (128 px JPEGs; 3 captions",
+        "  and VQAv2-style questions with ten answers per image)",
+        "- LLM: OPT architecture, "
+        f"{record['lm'].get('shape', '')} BPE tokenizer trained on the training text; pre-trained "
+        f"{record['lm']['steps']} steps on that text (loss {record['lm']['first_loss']:.2f} -> "
+        f"{record['lm']['last_loss']:.3f}), then frozen",
+        "- vision: EVA-ViT, 64 px input, patch 8, trained in stage 1 (no pre-trained encoder exists at this size), "
+        "frozen in stage 2",
+        f"- `blip2-train stage1` (ITC + ITM + ITG): {record['settings']['stage1']}; loss "
+        f"{record['losses']['stage1']['first']['loss']:.3f} -> {record['losses']['stage1']['last']['loss']:.3f}",
+        f"- `blip2-train stage2` (frozen ViT and LLM): {record['settings']['stage2']}; loss "
+        f"{record['losses']['stage2']['first']['loss']:.3f} -> {record['losses']['stage2']['last']['loss']:.3f}",
+        f"- time: {record['train_seconds'] / 60:.1f} min training, {record['total_seconds'] / 60:.1f} min with the "
+        f"evaluations, on {record['cpu']} (load average at the end {record['load_average_at_end'][0]:.1f}: the machine "
+        "was shared); steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in record["timings_s"].items()),
+        "",
+        "## Held-out test split (blip2-eval)",
+        "",
+        "| task | metric | this model | chance |",
+        "|---|---|---|---|",
+        f"| caption (`blip2-eval caption`, no prompt, beam 5) | CIDEr | {cap['CIDEr']:.3f} | {cap_chance['CIDEr']:.3f} |",
+        f"| | BLEU-4 | {cap['Bleu_4']:.3f} | {cap_chance['Bleu_4']:.3f} |",
+        f'| VQA (`blip2-eval vqa`, "Question: {{}} Answer:") | accuracy | {_pct(vqa.get("overall"))} | '
+        f"{vqa_chance['uniform_overall']:.1f} (uniform), {_pct(vqa_chance['majority_answer'].get('overall'))} "
+        "(most common answer) |",
+    ]
+    per_type = vqa.get("perQuestionType", {})
+    majority_type = vqa_chance["majority_answer"].get("perQuestionType", {})
+    for name, value in sorted(per_type.items()):
+        lines.append(
+            f"| | {name} | {value:.1f} | {vqa_chance['uniform_per_type'].get(name, 0):.1f} (uniform), "
+            f"{_pct(majority_type.get(name))} (most common) |"
+        )
+    lines += [
+        f"| retrieval (`blip2-eval retrieval`, stage1/, k_test 16) | image->text R@1 | {ret['txt_r1']:.1f} | "
+        f"{ret_chance['txt_r1']:.1f} |",
+        f"| | text->image R@1 | {ret['img_r1']:.1f} | {ret_chance['img_r1']:.1f} |",
+        f"| | text->image R@5 | {ret['img_r5']:.1f} | {ret_chance['img_r5']:.1f} |",
+        "",
+        "Captioning chance: each test image given the caption of a random training image. VQA chance: a uniform",
+        "guess among the answers of the question type, and the most common training answer of the type.",
+        "",
+        "## Images drawn differently (the `shifted` split)",
+        "",
+        "Shapes smaller than any training shape at the very top and bottom edges, or larger than any:",
+    ]
+    shifted = m["shifted_caption"]
+    check = shifted["names_colours_and_shapes"]
+    lines += [
+        f"captions name exactly the drawn colour-shape pairs for {check['exact_colour_shape_pairs_pct']}% of "
+        f"{check['images']} images, exactly the drawn colours for {check['exact_colours_pct']}% "
+        f"(CIDEr {shifted['CIDEr']:.3f}).",
+        "",
+        "## Files",
+        "",
+        "`model.safetensors` + `config.json` (the whole stage-2 model, LLM included), `generation_config.json`,",
+        "the OPT BPE tokenizer (`vocab.json`, `merges.txt`), `preprocessor_config.json`, and `stage1/` (the stage-1",
+        "model with its ITC/ITM heads and BERT-style vocabulary, for retrieval). `scores.json` holds every figure.",
+        "",
+    ]
+    path = directory / "README.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,234 @@
+"""Train the project's default model from nothing, with the project's own commands, and measure it.
+
+    python tools/demo/recipe.py --work WORK --out MODEL_DIR [--profile full|learning_test]
+
+1. ``blip2_data.synthetic``: the synthetic_shapes dataset (train / val / test / shifted).
+2. The LLM's BPE tokenizer and the Q-Former's WordPiece vocabulary from the training text.
+3. A small OPT pre-trained on that text (``pretrain_lm.py``), frozen from then on.
+4. ``blip2-train stage1`` (ITC + ITM + ITG, the small ViT trained too), then ``blip2-train stage2`` on the frozen
+   LLM and ViT.
+5. The model directory: the stage-2 model with its LLM inside (nothing outside it is needed) and the stage-1
+   model in ``stage1/`` for retrieval.
+6. ``blip2-eval caption`` / ``vqa`` / ``retrieval`` on the held-out test split, ``blip2-eval caption`` on the
+   shifted split, each next to a chance level computed here; ``scores.json`` and a model card ``README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from baselines import chance_levels, shifted_caption_check  # noqa: E402
+from initial_model import write_initial_stage1  # noqa: E402
+from model_card import write_model_card  # noqa: E402
+from pretrain_lm import VQA_PROMPT, pretrain  # noqa: E402
+from tokenizers_for_shapes import bert_vocab, train_bpe  # noqa: E402
+
+# Each profile: dataset sizes, LM steps, the two stages' steps and batch, and the evaluation sizes.
+PROFILES = {
+    "full": {
+        "data": {"train": 3000, "val": 100, "test": 300, "shifted": 200},
+        "lm_steps": 500,
+        "stage1": {"max_steps": 400, "batch": 32, "learning_rate": 1e-3, "warmup": 30},
+        "stage2": {"max_steps": 800, "batch": 32, "learning_rate": 1e-3, "warmup": 30},
+        "model": {},
+    },
+    "learning_test": {
+        "data": {"train": 600, "val": 20, "test": 60, "shifted": 30},
+        "lm_steps": 150,
+        "stage1": {"max_steps": 120, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
+        "stage2": {"max_steps": 150, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
+        "model": {"lm": {"num_hidden_layers": 2}},
+    },
+}
+CAPTION_MAX_TXT_LEN = 16  # Q-Former tokens of the longest caption (13) with room
+STAGE2_MAX_TXT_LEN = 24  # OPT tokens of the longest caption and "\n"
+
+
+def run(command: list[str], log_file: Path) -> None:
+    """A project command in its own process; its output to ``log_file``, the tail shown if it fails."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    print("$ " + " ".join(command), flush=True)
+    with open(log_file, "w") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        tail = log_file.read_text()[-3000:]
+        raise SystemExit(f"{command[0]} {command[1]} failed (exit {code}); the end of {log_file}:\n{tail}")
+
+
+def tool(name: str) -> str:
+    """The project's console script installed beside this Python (the same venv)."""
+    path = Path(sys.executable).with_name(name)
+    return str(path) if path.exists() else name
+
+
+def train_args(stage: dict, data: dict, output_dir: Path, max_txt_len: int) -> list[str]:
+    return [
+        "--dataset", "synthetic_shapes", "--data_files", f"{data['image_root']},{data['captions']}",
+        "--image_size", "64", "--max_txt_len", str(max_txt_len),
+        "--per_device_train_batch_size", str(stage["batch"]), "--max_steps", str(stage["max_steps"]),
+        "--learning_rate", str(stage["learning_rate"]), "--eta_min", str(stage["learning_rate"] / 10),
+        "--warmup_start_lr", str(stage["learning_rate"] / 100), "--warmup_steps", str(stage["warmup"]),
+        "--weight_decay", "0.05", "--logging_steps", "10", "--save_strategy", "no", "--report_to", "none",
+        "--dataloader_num_workers", "1", "--disable_tqdm", "true", "--seed", "0", "--output_dir", str(output_dir),
+    ]  # fmt: skip
+
+
+def package_model(stage1: Path, stage2: Path, out: Path) -> None:
+    """The stage-2 model with its frozen LLM inside (so nothing else is needed), stage 1 beside it."""
+    from blip2_core import Blip2ForConditionalGeneration
+    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_data import ImageProcessor
+
+    model = Blip2ForConditionalGeneration.from_pretrained(stage2)
+    model.config.text_name_or_path = None  # the LLM's weights are in this directory now
+    if out.exists():
+        shutil.rmtree(out)
+    processor = ImageProcessor.from_pretrained(stage2)
+    model.save_pretrained(out, tokenizer=load_tokenizer(stage2), image_processor=processor)
+    shutil.copytree(stage1, out / "stage1", ignore=shutil.ignore_patterns("checkpoint-*", "*.jsonl", "runs"))
+
+
+def evaluate(model: Path, files: dict, work: Path, eval_batch: int) -> dict:
+    """The project's evaluators on the test split (and captions of the shifted split)."""
+    evaluations = work / "eval"
+    common = ["--batch_size", str(eval_batch)]
+    test, shifted = files["test"], files["shifted"]
+    commands = {
+        "caption": ["caption", "--model", str(model), "--dataset", "custom_caption", "--prompt", "",
+                    "--data_files", test["image_root"], test["captions"], *common],
+        "vqa": ["vqa", "--model", str(model), "--dataset", "coco_vqa", "--prompt", VQA_PROMPT,
+                "--data_files", test["image_root"], test["questions"], test["annotations"], *common],
+        "retrieval": ["retrieval", "--model", str(model / "stage1"), "--dataset", "coco_retrieval", "--k_test", "16",
+                      "--data_files", test["image_root"], test["captions"], *common],
+        "shifted_caption": ["caption", "--model", str(model), "--dataset", "custom_caption", "--prompt", "",
+                            "--data_files", shifted["image_root"], shifted["captions"], *common],
+    }  # fmt: skip
+    metrics = {}
+    for name, args in commands.items():
+        output_dir = evaluations / name
+        shutil.rmtree(output_dir, ignore_errors=True)
+        run([tool("blip2-eval"), *args, "--output_dir", str(output_dir)], work / f"eval_{name}.log")
+        metrics[name] = json.loads((output_dir / "metrics.json").read_text())
+    metrics["shifted_caption"]["names_colours_and_shapes"] = shifted_caption_check(
+        evaluations / "shifted_caption" / "results.json", shifted["captions"]
+    )
+    return metrics
+
+
+def training_losses(output_dir: Path) -> dict:
+    """First and last logged losses of a blip2-train run (train_log.jsonl)."""
+    rows = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+    losses = [row for row in rows if "loss" in row]
+    keep = ("loss", "loss_itc", "loss_itm", "loss_itg", "global_step")
+    return {"first": {k: losses[0][k] for k in keep if k in losses[0]}, "last": {k: losses[-1][k] for k in keep if k in losses[-1]}}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", required=True, type=Path, help="scratch folder (data, runs, logs)")
+    parser.add_argument("--out", required=True, type=Path, help="the model directory to write")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--skip-eval", action="store_true", help="train and package only")
+    args = parser.parse_args(argv)
+    profile = PROFILES[args.profile]
+    work, started, timings = args.work, time.time(), {}
+    load_at_start = os.getloadavg()
+    work.mkdir(parents=True, exist_ok=True)
+
+    def lap(name: str, since: float) -> None:
+        timings[name] = round(time.time() - since, 1)
+        print(f"[{name}: {timings[name]} s]", flush=True)
+
+    from blip2_data.synthetic import write_synthetic_shapes
+
+    t = time.time()
+    files = write_synthetic_shapes(work / "data", profile["data"], seed=0)
+    train = files["train"]
+    captions = [row["caption"] for row in json.loads(Path(train["captions"]).read_text())]
+    questions = json.loads(Path(train["questions"]).read_text())["questions"]
+    answers = json.loads(Path(train["annotations"]).read_text())["annotations"]
+    qa_texts = [f"{VQA_PROMPT.format(q['question'])} {a['multiple_choice_answer']}" for q, a in zip(questions, answers)]
+    opt_tokenizer = train_bpe(captions + qa_texts, work / "opt-tokenizer")
+    bert = bert_vocab(captions + qa_texts, work / "bert-vocab")
+    lap("data_and_tokenizers", t)
+
+    t = time.time()
+    lm_shape = {**__import__("pretrain_lm").OPT_SHAPE, **profile["model"].get("lm", {})}
+    lm = pretrain(
+        opt_tokenizer, Path(train["captions"]), Path(train["questions"]), Path(train["annotations"]), work / "llm",
+        steps=profile["lm_steps"], shape=lm_shape,
+    )  # fmt: skip
+    lap("lm_pretraining", t)
+
+    t = time.time()
+    model = profile["model"]
+    write_initial_stage1(bert, work / "init", vision=model.get("vision"), qformer=model.get("qformer"))
+    stage1, stage2 = work / "stage1", work / "stage2"
+    for d in (stage1, stage2):
+        shutil.rmtree(d, ignore_errors=True)
+    run(
+        [tool("blip2-train"), "stage1", "--model_name_or_path", str(work / "init"), "--freeze_vit", "false",
+         *train_args(profile["stage1"], train, stage1, CAPTION_MAX_TXT_LEN)],
+        work / "stage1.log",
+    )  # fmt: skip
+    lap("stage1", t)
+    t = time.time()
+    run(
+        [tool("blip2-train"), "stage2", "--model_name_or_path", str(stage1), "--text_model_name_or_path",
+         str(work / "llm"), *train_args(profile["stage2"], train, stage2, STAGE2_MAX_TXT_LEN)],
+        work / "stage2.log",
+    )  # fmt: skip
+    lap("stage2", t)
+    package_model(stage1, stage2, args.out)
+    train_seconds = round(time.time() - started, 1)
+
+    record = {
+        "profile": args.profile,
+        "settings": profile,
+        "lm": lm,
+        "losses": {"stage1": training_losses(stage1), "stage2": training_losses(stage2)},
+        "timings_s": timings,
+        "train_seconds": train_seconds,
+        "cpu": cpu_model(),
+        "load_average_at_start": load_at_start,
+    }
+    if not args.skip_eval:
+        t = time.time()
+        record["metrics"] = evaluate(args.out, files, work, eval_batch=32)
+        # the answers themselves, so a test can check that the shipped model still gives them
+        shutil.copy(work / "eval" / "vqa" / "results.json", args.out / "vqa_test_results.json")
+        record["chance"] = chance_levels(files, work / "eval" / "chance")
+        lap("evaluation", t)
+    record["total_seconds"] = round(time.time() - started, 1)
+    record["timings_s"] = timings
+    record["load_average_at_end"] = os.getloadavg()
+    (args.out / "scores.json").write_text(json.dumps(record, indent=1) + "\n")
+    if not args.skip_eval:
+        write_model_card(args.out, record)
+    print(json.dumps({k: record[k] for k in ("timings_s", "total_seconds")}, indent=1))
+    return 0
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
