@@ -7,6 +7,7 @@ import paddle
 import tiny
 
 from blip2_core import Blip2ForConditionalGeneration, Blip2Qformer
+from blip2_train.models import build_stage2_model
 
 
 def stage1_args(assets, output, steps=10):
@@ -65,7 +66,13 @@ def test_stage1_then_stage2_from_its_output(assets, tmp_path):
     ckpt2 = tiny.trainable_weights(out2 / "checkpoint-8")
     assert not any(k.startswith(("language_model.", "vision_model.")) for k in ckpt2)
     assert "language_projection.weight" in ckpt2
-    # stage 2 started from stage 1's Q-Former (the layers it shares), not from scratch
+    # stage 2 starts from stage 1's Q-Former (the parts it keeps), with a fresh projection
+    begin = build_stage2_model(str(out1), str(assets["llm"]), tiny.IMAGE_SIZE, freeze_vit=True)
+    stage1_state = model.state_dict()
+    for name, value in begin.state_dict().items():
+        if name.startswith("qformer."):
+            np.testing.assert_array_equal(value.numpy(), stage1_state[name].numpy(), err_msg=name)
+    # the final directory holds the trained weights
     start = Blip2ForConditionalGeneration.from_pretrained(out2)
     config = json.loads((out2 / "config.json").read_text())
     assert config["text_name_or_path"] == str(assets["llm"]) and not config["qformer_config"]["has_text_input"]
