@@ -73,3 +73,19 @@ def test_a_non_finite_loss_stops_at_that_step_and_keeps_the_last_good_checkpoint
     assert "non-finite loss (nan) at optimizer step 3" in proc.stderr
     assert f"the last good checkpoint is {out / 'checkpoint-2'}" in proc.stderr
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(assets, straight, tmp_path):
+    from blip2_train.checkpoint import load_weights
+    from blip2_train.models import build_stage2_model
+
+    model = build_stage2_model(str(assets["vision"]), str(assets["llm"]), tiny.IMAGE_SIZE, freeze_vit=True)
+    with pytest.raises(ValueError, match=r"checkpoint-6/model_state\.pdparams: weights the model does not have"):
+        load_weights(model, straight / "checkpoint-6", require_all_trainable=True)
+    before = model.language_projection.weight.numpy().copy()
+    names = load_weights(model, straight / "checkpoint-6", require_all_trainable=False)  # --load_model_path
+    assert "qformer.query_tokens" in names and "itm_head.weight" not in names
+    np.testing.assert_array_equal(model.language_projection.weight.numpy(), before)
+    np.testing.assert_array_equal(
+        model.qformer.query_tokens.numpy(), tiny.trainable_weights(straight / "checkpoint-6")["qformer.query_tokens"]
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ COMPLETE_MARKER = "checkpoint_complete.json"
 STAGING_DIR = ".staging"
 SAFETENSORS_NAME = "model.safetensors"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+logger = logging.getLogger(__name__)
 
 
 def trainable_state_dict(model: nn.Layer) -> dict[str, paddle.Tensor]:
@@ -49,8 +51,9 @@ def save_trainable(model: nn.Layer, directory: str | os.PathLike) -> Path:
 def load_weights(model: nn.Layer, directory: str | os.PathLike, require_all_trainable: bool) -> list[str]:
     """Set ``model``'s weights from a checkpoint (``model_state.pdparams``) or a model directory (safetensors).
 
-    With ``require_all_trainable`` every trainable weight must be there (resume). Returns the names loaded;
-    a name the model lacks or a shape mismatch is an error naming the file.
+    With ``require_all_trainable`` (resume) every trainable weight must be there and every weight must be the
+    model's; otherwise weights the model lacks (a stage-1 model's heads given to stage 2) are skipped with a
+    warning. Returns the names loaded; a shape mismatch is an error naming the file.
     """
     directory = Path(directory)
     if (directory / WEIGHTS_NAME).is_file():
@@ -65,8 +68,11 @@ def load_weights(model: nn.Layer, directory: str | os.PathLike, require_all_trai
         raise FileNotFoundError(f"{directory}: no {WEIGHTS_NAME} or {SAFETENSORS_NAME} to load weights from")
     params = model.state_dict()
     unknown = sorted(set(state) - set(params))
-    if unknown:
+    if unknown and require_all_trainable:
         raise ValueError(f"{path}: weights the model does not have: {unknown[:8]}")
+    if unknown:
+        logger.warning("%s: %d weights the model does not have, skipped: %s", path, len(unknown), unknown[:8])
+        state = {k: v for k, v in state.items() if k in params}
     if require_all_trainable:
         missing = sorted(set(trainable_state_dict(model)) - set(state))
         if missing:
