@@ -250,11 +250,41 @@ def _generation_config(
 
 
 def cast(model: Any, dtype: str) -> Any:
-    """Vision encoder and LLM to ``dtype`` ("float16" / "bfloat16"); LayerNorms and the Q-Former stay float32."""
+    """Vision encoder and LLM to ``dtype`` ("float16" / "bfloat16"); LayerNorms and the Q-Former stay float32.
+
+    On a CPU, where paddle's dygraph has no bf16 matmul, "bfloat16" instead runs the image side (ViT, Q-Former,
+    projection) through a compiled oneDNN bf16 graph (``compiled_image_encoder``, exported once and cached on
+    disk) and keeps the weights and the LLM in float32. "float16" on a CPU is refused: it has no kernels there.
+    """
+    if dtype == "float32":
+        return model
+    if not _on_gpu():
+        return _cast_on_cpu(model, dtype)
     model.vision_model.cast(dtype)
     if hasattr(model, "language_model"):
         cast_floating_point(model.language_model, dtype)
         cast_floating_point(model.language_projection, dtype)
+    return model
+
+
+def _on_gpu() -> bool:
+    import paddle
+
+    return paddle.is_compiled_with_cuda() and "gpu" in str(paddle.get_device())
+
+
+def _cast_on_cpu(model: Any, dtype: str) -> Any:
+    if dtype != "bfloat16":
+        raise ValueError(f"dtype={dtype!r} needs a GPU (paddle has no {dtype} kernels on CPU); use bfloat16 or float32")
+    if not hasattr(model, "language_projection"):
+        logger.warning("bfloat16 on CPU is for Blip2ForConditionalGeneration's image encoder; keeping float32")
+        return model
+    from .compiled_image_encoder import CompiledImageEncoder, cpu_bf16_support
+
+    if cpu_bf16_support() is None:
+        logger.warning("this CPU has neither avx512_bf16 nor AMX: bf16 is emulated and slower than float32")
+    # An instance attribute: generate() and forward() reach the image side through get_image_features.
+    model.get_image_features = CompiledImageEncoder(model, dtype)
     return model
 
 

@@ -1,0 +1,188 @@
+"""The image side of BLIP-2 (ViT + Q-Former + projection) as a compiled Paddle Inference graph, for CPU bf16.
+
+paddle's CPU dygraph has no bfloat16 matmul kernel, so a bf16 image encoder on CPU runs through Paddle
+Inference: the image side is exported once with ``paddle.jit`` to a static graph, cached on disk under a key
+made of the model's config, a fingerprint of its weights, the image size and paddle's version, and then run by
+oneDNN with its bf16 passes on (on a CPU with avx512_bf16 or AMX). It is part of the paddlepaddle wheel: no
+extra dependency. The LLM's decode loop stays in dygraph fp32.
+
+OpenVINO was measured too and is not used (see the README's speed section): it reads the graph only through
+ONNX, and paddle2onnx cannot write a ViT-g + Q-Former ONNX file (over protobuf's 2 GB limit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paddle
+from paddle import nn
+
+logger = logging.getLogger(__name__)
+
+# Bumped when the exported graph changes for the same model, so that old cache entries are not reused.
+EXPORT_FORMAT = 1
+GRAPH_NAME = "image_features"
+
+
+def cpu_bf16_support() -> str | None:
+    """The CPU feature that makes bf16 fast here ("amx_bf16" or "avx512_bf16"), or None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    for flag in ("amx_bf16", "avx512_bf16"):
+        if flag in flags:
+            return flag
+    return None
+
+
+def compiled_cache_dir() -> Path:
+    """``$BLIP2_HOME/compiled``: one folder per exported graph."""
+    from blip2_data.download import blip2_home
+
+    return blip2_home() / "compiled"
+
+
+class _ImageSide(nn.Layer):
+    """What ``get_image_features`` runs, as one layer that ``paddle.jit`` can trace."""
+
+    def __init__(self, model: nn.Layer) -> None:
+        super().__init__()
+        self.vision_model = model.vision_model
+        self.qformer = model.qformer
+        self.language_projection = model.language_projection
+
+    def forward(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
+        image_embeds = self.vision_model(pixel_values).last_hidden_state
+        queries = self.qformer(image_embeds).last_hidden_state
+        return self.language_projection(queries)
+
+
+def weights_fingerprint(layer: nn.Layer, samples: int = 64) -> str:
+    """A hash of every parameter's name, shape, dtype and ``samples`` evenly spaced values.
+
+    Cheap on a 4 GB model (no full copy), and different for any two checkpoints in practice: fine-tuned
+    weights differ nearly everywhere.
+    """
+    digest = hashlib.sha256()
+    for name, param in layer.state_dict().items():
+        flat = param.flatten()
+        step = max(1, flat.shape[0] // samples)
+        digest.update(f"{name}:{param.shape}:{param.dtype}".encode())
+        digest.update(flat[::step].astype("float32").numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(model: nn.Layer, image_size: int) -> str:
+    config = model.config
+    described = json.dumps(
+        {
+            "format": EXPORT_FORMAT,
+            "paddle": paddle.__version__,
+            "image_size": image_size,
+            "vision": repr(config.vision_config),
+            "qformer": repr(config.qformer_config),
+            "weights": weights_fingerprint(_ImageSide(model)),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(described.encode()).hexdigest()[:24]
+
+
+def export_image_side(model: nn.Layer, directory: Path) -> Path:
+    """Trace ViT + Q-Former + projection for any batch size and save the graph into ``directory``."""
+    size = model.config.vision_config.image_size
+    spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "pixel_values")]
+    side = _ImageSide(model)
+    side.eval()
+    static = paddle.jit.to_static(side, input_spec=spec, full_graph=True)
+    paddle.jit.save(static, str(directory / GRAPH_NAME))
+    return directory
+
+
+def exported_graph(model: nn.Layer, cache_dir: Path | None = None) -> Path:
+    """The folder holding the model's exported image side: found in the cache, or exported once into it."""
+    from filelock import FileLock
+
+    root = Path(cache_dir) if cache_dir is not None else compiled_cache_dir()
+    target = root / cache_key(model, model.config.vision_config.image_size)
+    if (target / "done").exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):  # two processes starting together export once
+        if (target / "done").exists():
+            return target
+        logger.info("exporting the image encoder once into %s (a minute for ViT-g)", target)
+        staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=root))
+        try:
+            export_image_side(model, staging)
+            (staging / "done").write_text(paddle.__version__ + "\n")
+            if target.exists():
+                shutil.rmtree(target)  # an interrupted export (no "done")
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _graph_file(directory: Path) -> Path:
+    for suffix in (".json", ".pdmodel"):  # PIR (paddle 3) or the older program format
+        if (directory / (GRAPH_NAME + suffix)).exists():
+            return directory / (GRAPH_NAME + suffix)
+    raise FileNotFoundError(f"no exported graph in {directory}")
+
+
+class CompiledImageEncoder:
+    """``get_image_features`` through Paddle Inference on CPU: oneDNN, in bf16 or fp32.
+
+    Call it like ``model.get_image_features``; returns float32 [batch, queries, llm_hidden]. Not thread-safe
+    (one predictor per object).
+    """
+
+    def __init__(
+        self,
+        model: nn.Layer,
+        dtype: str = "bfloat16",
+        cache_dir: str | os.PathLike | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if dtype not in ("bfloat16", "float32"):
+            raise ValueError(f"the compiled CPU image encoder runs bfloat16 or float32, not {dtype!r}")
+        import paddle.inference as inference
+
+        self.dtype = dtype
+        self.image_size = model.config.vision_config.image_size
+        self.directory = exported_graph(model, Path(cache_dir) if cache_dir is not None else None)
+        config = inference.Config(str(_graph_file(self.directory)), str(self.directory / (GRAPH_NAME + ".pdiparams")))
+        config.disable_gpu()
+        config.disable_glog_info()
+        # As many threads as dygraph uses: use_all_cores() records its count, paddle's own default is one.
+        config.set_cpu_math_library_num_threads(threads or int(os.environ.get("BLIP2_NUM_THREADS") or 1))
+        config.enable_onednn()
+        if dtype == "bfloat16":
+            config.enable_onednn_bfloat16()
+        self._predictor = inference.create_predictor(config)
+        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
+        self._output_name = self._predictor.get_output_names()[0]
+
+    def __call__(self, pixel_values: Any, interpolate_pos_encoding: bool = False) -> paddle.Tensor:
+        if interpolate_pos_encoding:
+            raise ValueError("the compiled image encoder runs its configured image size only; load in float32")
+        pixels = pixel_values.numpy() if isinstance(pixel_values, paddle.Tensor) else np.asarray(pixel_values)
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        if pixels.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"image is {pixels.shape[-2]}x{pixels.shape[-1]}, the model takes {self.image_size}")
+        self._input.reshape(list(pixels.shape))
+        self._input.copy_from_cpu(pixels)
+        self._predictor.run()
+        features = self._predictor.get_output_handle(self._output_name).copy_to_cpu()
+        return paddle.to_tensor(features.astype(np.float32))
