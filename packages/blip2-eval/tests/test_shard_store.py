@@ -53,7 +53,9 @@ def test_waiting_for_a_missing_rank_names_the_missing_items(tmp_path):
 
 
 def test_settings_of_a_resumed_run_must_match(tmp_path):
-    pin_settings(tmp_path, {"num_beams": 5, "prompt": "a photo of"})
-    pin_settings(tmp_path, {"num_beams": 5, "prompt": "a photo of"})
+    pin_settings(tmp_path, {"num_beams": 5, "prompt": "a photo of", "eos_token_id": (3,)})
+    pin_settings(
+        tmp_path, {"num_beams": 5, "prompt": "a photo of", "eos_token_id": (3,)}
+    )  # a tuple reads back as a list
     with pytest.raises(EvalInputError, match=r"num_beams: 5 -> 3"):
-        pin_settings(tmp_path, {"num_beams": 3, "prompt": "a photo of"})
+        pin_settings(tmp_path, {"num_beams": 3, "prompt": "a photo of", "eos_token_id": (3,)})

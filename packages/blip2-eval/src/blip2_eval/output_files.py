@@ -26,6 +26,7 @@ def pin_settings(output_dir: Path, settings: dict[str, Any]) -> None:
     """Write settings.json, or check that the one there (from an earlier, resumed run) says the same."""
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / SETTINGS_FILE
+    settings = json.loads(json.dumps(settings))  # compared as JSON reads it back (tuples are lists there)
     if path.exists():
         before = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
