@@ -1,8 +1,11 @@
-"""What both sides of the benchmark share: the model sizes, the arguments, the timer. No dependencies."""
+"""What both sides of the benchmark share: the model sizes, the arguments, the timer, memory. No dependencies."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -49,13 +52,16 @@ SIZES = {
     "vitg-opt125m": (VIT_G, QFORMER, OPT_125M, 32, 2, 20),
     "vitg-opt2.7b": (VIT_G, QFORMER, OPT_2_7B, 32, 1, 10),
 }
+DTYPES = ("float32", "bfloat16")
 
 
 def parse_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--size", choices=SIZES, default="tiny")
     parser.add_argument("--work", type=Path, required=True, help="where the model and the results go")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--prepare", action="store_true", help="only write what later runs load, time nothing")
     return parser.parse_args()
 
 
@@ -66,3 +72,24 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
     for _ in range(repeats):
         fn()
     return (time.perf_counter() - start) / repeats
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def write_result(args: argparse.Namespace, side: str, result: dict) -> None:
+    result["load_1m"] = os.getloadavg()[0]  # other work on the machine skews the figures: reported with them
+    folder = args.work / args.size
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{side}-{args.dtype}.json").write_text(json.dumps(result))
+    print(json.dumps(result))

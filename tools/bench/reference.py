@@ -1,33 +1,41 @@
-"""HF transformers side of the benchmark (torch env): build the model once, save it, time it.
+"""HF transformers side of the benchmark (torch env): build the model once and save it; load it, time it.
 
-python tools/bench/reference.py --size vitg-opt125m --work DIR --repeats 3
+python tools/bench/reference.py --size vitg-opt125m --work DIR --prepare
+python tools/bench/reference.py --size vitg-opt125m --work DIR --dtype bfloat16 --repeats 3
 """
 
 from __future__ import annotations
 
-import json
 import sys
+import time
 from pathlib import Path
 
 import torch
 from transformers import Blip2Config, Blip2ForConditionalGeneration
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import SIZES, parse_args, timed  # noqa: E402
+from common import SIZES, current_rss_mb, parse_args, peak_rss_mb, timed, write_result  # noqa: E402
 
 
 def main() -> None:
     args = parse_args("HF transformers side of the benchmark")
     vision, qformer, text, queries, images, new_tokens = SIZES[args.size]
-    torch.manual_seed(0)
-    config = Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=queries)
-    model = Blip2ForConditionalGeneration(config).eval()
     model_dir = args.work / args.size / "model"
-    if not (model_dir / "config.json").exists():
-        model.save_pretrained(model_dir, safe_serialization=True)
+    if args.prepare:
+        if not (model_dir / "config.json").exists():
+            torch.manual_seed(0)
+            config = Blip2Config(
+                vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=queries
+            )
+            Blip2ForConditionalGeneration(config).eval().save_pretrained(model_dir, safe_serialization=True)
+        return
 
+    dtype = getattr(torch, args.dtype)
+    start = time.perf_counter()
+    model = Blip2ForConditionalGeneration.from_pretrained(model_dir, torch_dtype=dtype).eval()
+    load_s = time.perf_counter() - start
     size = vision["image_size"]
-    pixels = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(1))
+    pixels = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(1)).to(dtype)
     prompt = torch.full((images, 1), 2, dtype=torch.long)  # OPT's BOS: caption from scratch
     with torch.no_grad():
         encode = timed(lambda: model.get_image_features(pixels), args.repeats)
@@ -49,14 +57,16 @@ def main() -> None:
         generate = timed(caption, args.repeats)
     result = {
         "framework": f"torch {torch.__version__} (HF transformers)",
+        "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "images_per_s": images / encode,
         "captions_per_s": images / (encode + generate),
         "new_tokens": new_tokens,
+        "load_s": load_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_mb": current_rss_mb(),
     }
-    (args.work / args.size).mkdir(parents=True, exist_ok=True)
-    (args.work / args.size / "reference.json").write_text(json.dumps(result))
-    print(json.dumps(result))
+    write_result(args, "reference", result)
 
 
 if __name__ == "__main__":
