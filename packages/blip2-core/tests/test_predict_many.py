@@ -167,3 +167,29 @@ def test_a_run_killed_mid_way_resumes_to_the_file_an_uninterrupted_run_writes(mo
     assert out.read_bytes() == expected  # no duplicates, nothing lost, the partial line gone
     rows_before = written.count(b"\n")
     assert f"({rows_before} were already in" in capsys.readouterr().err
+
+
+def test_a_list_of_urls_with_one_that_cannot_be_fetched(model_dir, tmp_path, capsys):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder = make_folder(tmp_path / "site", 2, bad=False)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)  # loopback only
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    listed = tmp_path / "urls.txt"
+    listed.write_text(f"{base}/b/deep/img00.png\n{base}/missing.jpg\n{base}/a/img01.jpg\n")
+    out = tmp_path / "out.jsonl"
+    try:
+        assert predict_main(["--model", str(model_dir), *FAST, "--images", str(listed), "--output", str(out)]) == 1
+    finally:
+        server.shutdown()
+    rows = read_jsonl(out)
+    assert [row["image"] for row in rows] == listed.read_text().split()
+    assert rows[1] == {"image": f"{base}/missing.jpg", "error": f"cannot fetch {base}/missing.jpg (HTTPError)"}
+    local = tmp_path / "local.jsonl"
+    files = [str(folder / "b" / "deep" / "img00.png"), str(folder / "a" / "img01.jpg")]
+    assert predict_main(["--model", str(model_dir), *FAST, "--images", *files, "--output", str(local)]) == 0
+    assert [rows[0]["caption"], rows[2]["caption"]] == [row["caption"] for row in read_jsonl(local)]
