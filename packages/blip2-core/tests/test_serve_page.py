@@ -13,15 +13,15 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the page's test needs blip2-core[serve]")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the page's test needs playwright (blip2-core[test])")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: apt-get install chromium")
 
 from blip2_core.inference import GenerationSettings  # noqa: E402
 from blip2_core.serve.app import create_app  # noqa: E402
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: apt-get install chromium (Debian's package)")
 def test_upload_caption_ask_and_search_in_the_browser(tiny_predictor, stage1_dir, start_server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (blip2-core[test])")
     from blip2_core.serve.gallery import Gallery
 
     rng = np.random.RandomState(5)
