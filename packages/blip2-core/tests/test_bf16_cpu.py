@@ -70,6 +70,9 @@ def test_the_export_is_cached_on_disk_and_keyed_by_the_weights(fp32_model, cache
 def test_from_pretrained_bfloat16_captions_agree_with_float32(fixtures_dir, fp32_model, reference):
     model = Blip2ForConditionalGeneration.from_pretrained(fixtures_dir / "opt" / "hf", dtype="bfloat16")
     assert isinstance(model.get_image_features, CompiledImageEncoder)
+    # the dygraph copy of the image side is freed: the compiled graph holds the weights
+    assert not any(p._is_initialized() for p in model.vision_model.parameters())
+    assert not any(p._is_initialized() for p in model.qformer.parameters())
     inputs = (reference["pixel_values"], reference["prompt_ids"], reference["prompt_mask"])
 
     logits = model(*inputs).logits.numpy()

@@ -254,7 +254,8 @@ def cast(model: Any, dtype: str) -> Any:
 
     On a CPU, where paddle's dygraph has no bf16 matmul, "bfloat16" instead runs the image side (ViT, Q-Former,
     projection) through a compiled oneDNN bf16 graph (``compiled_image_encoder``, exported once and cached on
-    disk) and keeps the weights and the LLM in float32. "float16" on a CPU is refused: it has no kernels there.
+    disk), frees the dygraph ViT and Q-Former weights (``model.vision_model`` cannot run after; load in float32
+    to train or to run it alone) and keeps the LLM in float32. "float16" on a CPU is refused: it has no kernels there.
     """
     if dtype == "float32":
         return model
@@ -279,12 +280,14 @@ def _cast_on_cpu(model: Any, dtype: str) -> Any:
     if not hasattr(model, "language_projection"):
         logger.warning("bfloat16 on CPU is for Blip2ForConditionalGeneration's image encoder; keeping float32")
         return model
-    from .compiled_image_encoder import CompiledImageEncoder, cpu_bf16_support
+    from .compiled_image_encoder import CompiledImageEncoder, cpu_bf16_support, release_weights
 
     if cpu_bf16_support() is None:
         logger.warning("this CPU has neither avx512_bf16 nor AMX: bf16 is emulated and slower than float32")
     # An instance attribute: generate() and forward() reach the image side through get_image_features.
     model.get_image_features = CompiledImageEncoder(model, dtype)
+    release_weights(model.vision_model)  # the compiled graph has its own copy; the projection stays (it is small)
+    release_weights(model.qformer)
     return model
 
 

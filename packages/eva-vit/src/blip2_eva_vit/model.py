@@ -72,6 +72,8 @@ class Attention(nn.Layer):
         return bias.reshape([self.num_heads, 1, self.head_dim])
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if not paddle.in_dynamic_mode():
+            return self._forward_fused(x)
         batch, tokens, width = x.shape
         # Both operands 4-D: paddle's matmul backward fails when broadcasting a 3-D weight.
         x_heads = x.unsqueeze(1)
@@ -85,6 +87,26 @@ class Attention(nn.Layer):
         probs = F.softmax(scores, axis=-1)
         if self.dropout and self.training:
             probs = F.dropout(probs, self.dropout)
+        context = paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([batch, tokens, width])
+        return self.proj(context)
+
+    def _forward_fused(self, x: paddle.Tensor) -> paddle.Tensor:
+        """The same attention as one [hidden, 3 * hidden] matmul, for a traced graph (``paddle.jit``).
+
+        oneDNN runs the per-head broadcast matmul of ``forward`` on a slow generic path; a compiler folds the
+        weight re-layout below into a constant once, so the fused form costs nothing extra there.
+        """
+        batch, tokens, width = x.shape[0], x.shape[1], self.num_heads * self.head_dim
+        # [heads, hidden, head_dim] -> [hidden, heads * head_dim] by slicing (Paddle Inference's passes reject
+        # a reshape of a transposed parameter)
+        weights = [w[h] for w in (self.q_weight, self.k_weight, self.v_weight) for h in range(self.num_heads)]
+        bias = None
+        if self.q_bias is not None:
+            bias = paddle.concat([self.q_bias, paddle.zeros_like(self.q_bias), self.v_bias])
+        qkv = F.linear(x, paddle.concat(weights, axis=1), bias)
+        qkv = qkv.reshape([batch, tokens, 3, self.num_heads, self.head_dim]).transpose([2, 0, 3, 1, 4])
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        probs = F.softmax(paddle.matmul(q * self.scale, k, transpose_y=True), axis=-1)
         context = paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([batch, tokens, width])
         return self.proj(context)
 
