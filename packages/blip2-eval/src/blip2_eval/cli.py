@@ -108,9 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("caption-score", "vqa-score"):
             print_metrics(run_scorer(args), args.json)
             return 0
+        from blip2_core.command_line import error_message, start_command_line_tool
+
+        start_command_line_tool()  # threads, MKL's AMD path, quiet imports: before the model runs
         from .evaluate import run_evaluation
 
-        return run_evaluation(args)
+        try:
+            return run_evaluation(args)
+        except (OSError, ValueError) as error:  # a model, tokenizer or data file the user named
+            print(f"blip2-eval {args.command}: {error_message(error, llm_flag=None)}", file=sys.stderr)
+            return 1
     except EvalInputError as error:
         print(f"blip2-eval {args.command}: {error}", file=sys.stderr)
         return 1

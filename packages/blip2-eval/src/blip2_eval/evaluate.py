@@ -29,7 +29,7 @@ def run_evaluation(args: argparse.Namespace) -> int:
 
 def run_generation(args: argparse.Namespace, spec: EvalDataset, dataset: Any, files: list[str]) -> int:
     from .generation_tasks import CaptionTask, VqaTask
-    from .model_io import eval_image_processor, lavis_eos_token_ids, load_model, load_tokenizer_for, model_config
+    from .model_io import eval_image_processor, lavis_eos_token_ids, load_model, load_tokenizer_for
     from .settings import settings_from_args
 
     process = current_process()
@@ -37,7 +37,7 @@ def run_generation(args: argparse.Namespace, spec: EvalDataset, dataset: Any, fi
     tokenizer = load_tokenizer_for(model, args.model, args.tokenizer)
     processor = eval_image_processor(model, args.model, args.image_size)
     eos = lavis_eos_token_ids(model, tokenizer)
-    settings = settings_from_args(args).resolved(model_config(model).llm_type, eos)
+    settings = settings_from_args(args).resolved(model.config.llm_type, eos)
     lemmatizer = None
     if spec.lemmatize:
         from .lemmatize import Lemmatizer
@@ -101,8 +101,6 @@ def settings_record(
     args: Any, spec: EvalDataset, files: list[str], model: Any, processor: Any, settings: Any, lemmatizer: Any
 ) -> dict[str, Any]:
     """Everything that decides the results, written beside them (and checked when a run is resumed)."""
-    from .model_io import model_config
-
     generation = model.generation_config
     record = {
         "task": spec.task,
@@ -110,7 +108,7 @@ def settings_record(
         "split": args.split or spec.split,
         "annotation_files": [str(Path(f).resolve()) for f in files],
         "model": args.model,
-        "llm": model_config(model).llm_type,
+        "llm": model.config.llm_type,
         "image_size": processor.config.image_size,
         "image_interpolation": processor.config.interpolation,
         "generation": dataclasses.asdict(settings),

@@ -17,12 +17,6 @@ def load_model(name_or_path: str, stage1: bool) -> Any:
     return model
 
 
-def model_config(model: Any) -> Any:
-    """The model's Blip2Config (``model.config``; older blip2-core called it ``blip2_config``)."""
-    config = getattr(model, "blip2_config", None)
-    return config if config is not None else model.config
-
-
 def load_tokenizer_for(model: Any, name_or_path: str, tokenizer: str | None) -> Any:
     """``--tokenizer``, else the model directory's files, else the LLM's named in the config."""
     from blip2_core.text_tokenizer import load_tokenizer
@@ -30,7 +24,7 @@ def load_tokenizer_for(model: Any, name_or_path: str, tokenizer: str | None) -> 
     candidates = [tokenizer] if tokenizer else []
     if Path(name_or_path).is_dir():
         candidates.append(name_or_path)
-    llm = getattr(model_config(model), "text_name_or_path", None)
+    llm = model.config.text_name_or_path
     if llm:
         candidates.append(llm)
     if not candidates:
@@ -51,7 +45,7 @@ def eval_image_processor(model: Any, name_or_path: str, image_size: int | None) 
     directory = Path(name_or_path)
     if image_size is None and (directory / "preprocessor_config.json").is_file():
         return ImageProcessor.from_pretrained(directory, train=False)
-    size = image_size or model_config(model).vision_config.image_size
+    size = image_size or model.config.vision_config.image_size
     return ImageProcessor(ImageProcessorConfig(image_size=size), train=False)
 
 
