@@ -11,10 +11,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import paddle
-
-from .arguments import STAGES, TRAINING_ARGUMENTS, DataArguments, ModelArguments
-
 logger = logging.getLogger("blip2_train")
 
 USAGE = "usage: blip2-train {stage1,stage2} [--help] [options]"
@@ -33,6 +29,8 @@ def check_device(argv: Sequence[str]) -> None:
     for flag in ("--tensor_parallel_degree", "--sharding_parallel_degree", "--pipeline_parallel_degree"):
         peek.add_argument(flag, type=int, default=1)
     known, _ = peek.parse_known_args(list(argv))
+    import paddle
+
     if known.tensor_parallel_degree > 1 or known.pipeline_parallel_degree > 1:
         raise StartupError(
             "blip2-train: --tensor_parallel_degree / --pipeline_parallel_degree > 1 are not supported: the ViT, "
@@ -56,12 +54,19 @@ def check_device(argv: Sequence[str]) -> None:
 def parse(stage: str, argv: Sequence[str]):
     from paddlenlp.trainer import PdArgumentParser
 
+    from .arguments import TRAINING_ARGUMENTS, DataArguments, ModelArguments
+
     parser = PdArgumentParser((ModelArguments, DataArguments, TRAINING_ARGUMENTS[stage]))
     parser.prog = f"blip2-train {stage}"
     return parser.parse_args_into_dataclasses(args=list(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from blip2_core.command_line import start_command_line_tool
+
+    start_command_line_tool()  # threads, MKL's AMD path, and quiet imports: before paddle(nlp) is imported
+    from .arguments import STAGES
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in STAGES:
         print(USAGE, file=sys.stderr)
