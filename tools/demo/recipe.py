@@ -45,10 +45,11 @@ PROFILES = {
     },
     "learning_test": {
         "data": {"train": 600, "val": 20, "test": 60, "shifted": 30},
-        "lm_steps": 150,
-        "stage1": {"max_steps": 120, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
-        "stage2": {"max_steps": 150, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
+        "lm_steps": 200,
+        "stage1": {"max_steps": 100, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
+        "stage2": {"max_steps": 250, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
         "model": {"lm": {"num_hidden_layers": 2}},
+        "evaluations": ["caption"],  # CI time: the other evaluators have tests of their own
     },
 }
 CAPTION_MAX_TXT_LEN = 16  # Q-Former tokens of the longest caption (13) with room
@@ -99,7 +100,7 @@ def package_model(stage1: Path, stage2: Path, out: Path) -> None:
     shutil.copytree(stage1, out / "stage1", ignore=shutil.ignore_patterns("checkpoint-*", "*.jsonl", "runs"))
 
 
-def evaluate(model: Path, files: dict, work: Path, eval_batch: int) -> dict:
+def evaluate(model: Path, files: dict, work: Path, eval_batch: int, which: list[str] | None = None) -> dict:
     """The project's evaluators on the test split (and captions of the shifted split)."""
     evaluations = work / "eval"
     common = ["--batch_size", str(eval_batch)]
@@ -116,13 +117,16 @@ def evaluate(model: Path, files: dict, work: Path, eval_batch: int) -> dict:
     }  # fmt: skip
     metrics = {}
     for name, args in commands.items():
+        if which is not None and name not in which:
+            continue
         output_dir = evaluations / name
         shutil.rmtree(output_dir, ignore_errors=True)
         run([tool("blip2-eval"), *args, "--output_dir", str(output_dir)], work / f"eval_{name}.log")
         metrics[name] = json.loads((output_dir / "metrics.json").read_text())
-    metrics["shifted_caption"]["names_colours_and_shapes"] = shifted_caption_check(
-        evaluations / "shifted_caption" / "results.json", shifted["captions"]
-    )
+    if "shifted_caption" in metrics:
+        metrics["shifted_caption"]["names_colours_and_shapes"] = shifted_caption_check(
+            evaluations / "shifted_caption" / "results.json", shifted["captions"]
+        )
     return metrics
 
 
@@ -205,16 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.skip_eval:
         t = time.time()
-        record["metrics"] = evaluate(args.out, files, work, eval_batch=32)
-        # the answers themselves, so a test can check that the shipped model still gives them
-        shutil.copy(work / "eval" / "vqa" / "results.json", args.out / "vqa_test_results.json")
+        record["metrics"] = evaluate(args.out, files, work, eval_batch=32, which=profile.get("evaluations"))
+        if "vqa" in record["metrics"]:  # the answers themselves, so a test can check the shipped model still gives them
+            shutil.copy(work / "eval" / "vqa" / "results.json", args.out / "vqa_test_results.json")
         record["chance"] = chance_levels(files, work / "eval" / "chance")
         lap("evaluation", t)
     record["total_seconds"] = round(time.time() - started, 1)
     record["timings_s"] = timings
     record["load_average_at_end"] = os.getloadavg()
     (args.out / "scores.json").write_text(json.dumps(record, indent=1) + "\n")
-    if not args.skip_eval:
+    if not args.skip_eval and "evaluations" not in profile:
         write_model_card(args.out, record)
     print(json.dumps({k: record[k] for k in ("timings_s", "total_seconds")}, indent=1))
     return 0

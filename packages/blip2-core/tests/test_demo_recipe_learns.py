@@ -1,0 +1,51 @@
+"""The pipeline learns: the default model's recipe (tools/demo/recipe.py), smaller, with the same commands --
+synthetic data, LM pre-training, blip2-train stage1 and stage2, blip2-eval caption / vqa / retrieval -- must
+lower its losses and beat chance on held-out data by a clear margin. Checks the pipeline, not a shipped file."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+RECIPE = REPO / "tools" / "demo" / "recipe.py"
+
+pytestmark = pytest.mark.skipif(
+    not RECIPE.is_file() or shutil.which("blip2-train", path=str(Path(sys.executable).parent)) is None
+    or shutil.which("blip2-eval", path=str(Path(sys.executable).parent)) is None,
+    reason="needs the repository's tools/demo and the blip2-train and blip2-eval commands installed",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory):
+    work = tmp_path_factory.mktemp("demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "FLAGS_"))}
+    env.update(HF_HUB_OFFLINE="1", BLIP2_HOME=str(work / "home"), CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(
+        [sys.executable, str(RECIPE), "--work", str(work), "--out", str(work / "model"), "--profile", "learning_test"],
+        capture_output=True, text=True, env=env, timeout=1500,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((work / "model" / "scores.json").read_text())
+
+
+def test_every_training_loss_falls(record):
+    lm, stage1, stage2 = record["lm"], record["losses"]["stage1"], record["losses"]["stage2"]
+    assert lm["last_loss"] < 0.2 * lm["first_loss"]
+    assert stage1["last"]["loss"] < 0.8 * stage1["first"]["loss"]
+    assert stage1["last"]["loss_itg"] < 0.6 * stage1["first"]["loss_itg"]
+    for name in ("loss_itc", "loss_itm"):  # at this size they barely leave chance (see the model card)
+        assert stage1["last"][name] <= stage1["first"][name], name
+    assert stage2["last"]["loss"] < 0.6 * stage2["first"]["loss"]
+
+
+def test_held_out_captions_beat_random_training_captions(record):
+    # Chance: each test image given the caption of a random training image, scored by the same blip2-eval.
+    model, chance = record["metrics"]["caption"], record["chance"]["caption"]
+    assert model["CIDEr"] > chance["CIDEr"] + 0.3, (model["CIDEr"], chance["CIDEr"])
+    assert model["Bleu_4"] > 2 * chance["Bleu_4"], (model["Bleu_4"], chance["Bleu_4"])
