@@ -156,7 +156,8 @@ def load_pretrained(
             raise NoLanguageModelError(name_or_path, "its config.json has no text_config or text_name_or_path")
         config.text_config = _text_config(config.text_name_or_path)
 
-    model = model_class(config)
+    # Weights first, then the model: a file that cannot be read (untrusted, incomplete, unknown layout) is
+    # reported at once, not after a ViT-g is built. Safetensors are memory-mapped, so this costs no extra memory.
     heads = config.vision_config.num_heads
     weights: dict[str, np.ndarray] = {}
     for part in _weight_sources(source, config, entry, trust_pickle):
@@ -166,6 +167,7 @@ def load_pretrained(
     if stage1:  # stage-1 models name the Q-Former heads at the top level, as QFormerForPretraining does
         weights = {k: v for k, v in weights.items() if not k.startswith(("language_", "opt_", "t5_"))}
     weights = _fit_vision(weights, config)
+    model = model_class(config)
     report = assign_weights(model, weights, str(name_or_path))
     report.log(str(name_or_path))
     model.load_report = report
