@@ -32,7 +32,7 @@ def main() -> None:
 
     dtype = getattr(torch, args.dtype)
     start = time.perf_counter()
-    model = Blip2ForConditionalGeneration.from_pretrained(model_dir, torch_dtype=dtype).eval()
+    model = Blip2ForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).eval()
     load_s = time.perf_counter() - start
     size = vision["image_size"]
     pixels = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(1)).to(dtype)

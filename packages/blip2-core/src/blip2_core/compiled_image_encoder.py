@@ -156,19 +156,15 @@ class CompiledImageEncoder:
     """
 
     def __init__(
-        self,
-        model: nn.Layer,
-        dtype: str = "bfloat16",
-        cache_dir: str | os.PathLike | None = None,
-        threads: int | None = None,
+        self, directory: str | os.PathLike, image_size: int, dtype: str = "bfloat16", threads: int | None = None
     ) -> None:
         if dtype not in ("bfloat16", "float32"):
             raise ValueError(f"the compiled CPU image encoder runs bfloat16 or float32, not {dtype!r}")
         import paddle.inference as inference
 
         self.dtype = dtype
-        self.image_size = model.config.vision_config.image_size
-        self.directory = exported_graph(model, Path(cache_dir) if cache_dir is not None else None)
+        self.image_size = image_size
+        self.directory = Path(directory)
         config = inference.Config(str(_graph_file(self.directory)), str(self.directory / (GRAPH_NAME + ".pdiparams")))
         config.disable_gpu()
         config.disable_glog_info()
@@ -181,9 +177,37 @@ class CompiledImageEncoder:
         self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
         self._output_name = self._predictor.get_output_names()[0]
 
-    def __call__(self, pixel_values: Any, interpolate_pos_encoding: bool = False) -> paddle.Tensor:
+    @classmethod
+    def for_model(
+        cls,
+        model: nn.Layer,
+        dtype: str = "bfloat16",
+        cache_dir: str | os.PathLike | None = None,
+        release_model_weights: bool = False,
+    ) -> CompiledImageEncoder:
+        """The model's image side, exported once (or found in the cache) and loaded into a predictor.
+
+        ``release_model_weights``: free the dygraph ViT and Q-Former weights before the predictor loads its own
+        copy, so that the two never sit in memory together (``model.vision_model`` cannot run after).
+        """
+        directory = exported_graph(model, Path(cache_dir) if cache_dir is not None else None)
+        if release_model_weights:
+            release_weights(model.vision_model)
+            release_weights(model.qformer)
+        return cls(directory, model.config.vision_config.image_size, dtype)
+
+    def __call__(
+        self,
+        pixel_values: Any,
+        interpolate_pos_encoding: bool = False,
+        qformer_input_ids: Any = None,
+        qformer_attention_mask: Any = None,
+    ) -> paddle.Tensor:
+        """``get_image_features``' arguments; the graph holds the queries-only path at the configured size."""
         if interpolate_pos_encoding:
             raise ValueError("the compiled image encoder runs its configured image size only; load in float32")
+        if qformer_input_ids is not None:
+            raise ValueError("the compiled image encoder takes no Q-Former text (qformer_input_ids); load in float32")
         pixels = pixel_values.numpy() if isinstance(pixel_values, paddle.Tensor) else np.asarray(pixel_values)
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
         if pixels.shape[-2:] != (self.image_size, self.image_size):

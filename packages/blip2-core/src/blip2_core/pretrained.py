@@ -282,14 +282,13 @@ def _cast_on_cpu(model: Any, dtype: str) -> Any:
     if not hasattr(model, "language_projection"):
         logger.warning("bfloat16 on CPU is for Blip2ForConditionalGeneration's image encoder; keeping float32")
         return model
-    from .compiled_image_encoder import CompiledImageEncoder, cpu_bf16_support, release_weights
+    from .compiled_image_encoder import CompiledImageEncoder, cpu_bf16_support
 
     if cpu_bf16_support() is None:
         logger.warning("this CPU has neither avx512_bf16 nor AMX: bf16 is emulated and slower than float32")
     # An instance attribute: generate() and forward() reach the image side through get_image_features.
-    model.get_image_features = CompiledImageEncoder(model, dtype)
-    release_weights(model.vision_model)  # the compiled graph has its own copy; the projection stays (it is small)
-    release_weights(model.qformer)
+    # The projection's dygraph weights stay (they are small); the ViT's and Q-Former's go: the graph has a copy.
+    model.get_image_features = CompiledImageEncoder.for_model(model, dtype, release_model_weights=True)
     return model
 
 
