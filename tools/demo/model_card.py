@@ -9,6 +9,19 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
+def _shortfalls(vqa: dict, chance: dict) -> list[str]:
+    """Said plainly where the model is below chance."""
+    if vqa.get("overall", 0) >= chance["majority_answer"].get("overall", 0):
+        return []
+    return [
+        "**VQA is below chance.** The frozen LLM answers these questions correctly when the scene is written before",
+        "`</s>` as text (it was pre-trained that way), but not from the Q-Former's outputs: stage 2 trains on captions",
+        "only, and the soft prompt it learns drives captioning without carrying over to question answering. It often",
+        'answers with a word of the question ("what color is the triangle?" -> "triangle").',
+        "",
+    ]
+
+
 def write_model_card(directory: Path, record: dict) -> Path:
     m, chance = record["metrics"], record["chance"]
     cap, vqa, ret = m["caption"], m["vqa"], m["retrieval"]
@@ -48,6 +61,9 @@ def write_model_card(directory: Path, record: dict) -> Path:
         "|---|---|---|---|",
         f"| caption (`blip2-eval caption`, no prompt, beam 5) | CIDEr | {cap['CIDEr']:.3f} | {cap_chance['CIDEr']:.3f} |",
         f"| | BLEU-4 | {cap['Bleu_4']:.3f} | {cap_chance['Bleu_4']:.3f} |",
+        f"| | names exactly the drawn colour-shape pairs (colours only) | "
+        f"{cap['names_colours_and_shapes']['exact_colour_shape_pairs_pct']}% "
+        f"({cap['names_colours_and_shapes']['exact_colours_pct']}%) | |",
         f'| VQA (`blip2-eval vqa`, "Question: {{}} Answer:") | accuracy | {_pct(vqa.get("overall"))} | '
         f"{vqa_chance['uniform_overall']:.1f} (uniform), {_pct(vqa_chance['majority_answer'].get('overall'))} "
         "(most common answer) |",
@@ -68,6 +84,7 @@ def write_model_card(directory: Path, record: dict) -> Path:
         "Captioning chance: each test image given the caption of a random training image. VQA chance: a uniform",
         "guess among the answers of the question type, and the most common training answer of the type.",
         "",
+        *_shortfalls(vqa, vqa_chance),
         "## Images drawn differently (the `shifted` split)",
         "",
         "Shapes smaller than any training shape at the very top and bottom edges, or larger than any:",

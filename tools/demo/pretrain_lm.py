@@ -213,6 +213,7 @@ def pretrain(
     for name in ("tokenizer_config.json", "special_tokens_map.json"):  # ours, as written, not paddlenlp's rewrite
         (out / name).write_text((tokenizer_dir / name).read_text())
     record = {"steps": steps, "batch_size": batch_size, "texts": len(encoded), "first_loss": losses[0]}
+    record["shape"] = f"{config['num_hidden_layers']} layers of {config['hidden_size']}, vocabulary {len(tokenizer)}"
     record["last_loss"] = float(np.mean(losses[-20:]))
     (out / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n")
     return record

@@ -123,6 +123,9 @@ def evaluate(model: Path, files: dict, work: Path, eval_batch: int, which: list[
         shutil.rmtree(output_dir, ignore_errors=True)
         run([tool("blip2-eval"), *args, "--output_dir", str(output_dir)], work / f"eval_{name}.log")
         metrics[name] = json.loads((output_dir / "metrics.json").read_text())
+    metrics["caption"]["names_colours_and_shapes"] = shifted_caption_check(
+        evaluations / "caption" / "results.json", test["captions"]
+    )
     if "shifted_caption" in metrics:
         metrics["shifted_caption"]["names_colours_and_shapes"] = shifted_caption_check(
             evaluations / "shifted_caption" / "results.json", shifted["captions"]
