@@ -99,20 +99,45 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
 
     # -- image side --------------------------------------------------------------------------------
 
-    def get_image_features(self, pixel_values: paddle.Tensor, interpolate_pos_encoding: bool = False) -> paddle.Tensor:
-        """The LLM-side visual tokens [batch, queries, llm_hidden]; compute once, reuse for many prompts."""
+    def get_image_features(
+        self,
+        pixel_values: paddle.Tensor,
+        interpolate_pos_encoding: bool = False,
+        qformer_input_ids: paddle.Tensor | None = None,
+        qformer_attention_mask: paddle.Tensor | None = None,
+    ) -> paddle.Tensor:
+        """The LLM-side visual tokens [batch, queries, llm_hidden]; compute once, reuse for many prompts.
+
+        ``qformer_input_ids`` / ``qformer_attention_mask`` (BERT ids of e.g. the question; the Q-Former needs its
+        text parts, ``has_text_input``): the text runs beside the queries, which attend to it (the paper's VQA
+        fine-tuning); only the query outputs go on to the LLM."""
         image_embeds = self.vision_model(
             pixel_values, interpolate_pos_encoding=interpolate_pos_encoding
         ).last_hidden_state
-        queries = self.qformer(image_embeds.astype(self.qformer.query_tokens.dtype)).last_hidden_state
+        image_embeds = image_embeds.astype(self.qformer.query_tokens.dtype)
+        if qformer_input_ids is None:
+            queries = self.qformer(image_embeds).last_hidden_state
+        else:
+            hidden = self.qformer(
+                image_embeds, input_ids=qformer_input_ids, attention_mask=qformer_attention_mask
+            ).last_hidden_state
+            queries = hidden[:, : self.qformer.query_tokens.shape[1]]
         return self.language_projection(queries)
 
     def _image_features(
-        self, pixel_values: paddle.Tensor | None, image_features: paddle.Tensor | None
+        self,
+        pixel_values: paddle.Tensor | None,
+        image_features: paddle.Tensor | None,
+        qformer_input_ids: paddle.Tensor | None = None,
+        qformer_attention_mask: paddle.Tensor | None = None,
     ) -> paddle.Tensor:
         if (pixel_values is None) == (image_features is None):
             raise ValueError("pass exactly one of pixel_values and image_features")
-        return self.get_image_features(pixel_values) if image_features is None else image_features
+        if image_features is not None:
+            return image_features
+        return self.get_image_features(
+            pixel_values, qformer_input_ids=qformer_input_ids, qformer_attention_mask=qformer_attention_mask
+        )
 
     def _merge(
         self, image_features: paddle.Tensor, input_ids: paddle.Tensor, attention_mask: paddle.Tensor | None
@@ -156,8 +181,13 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
         labels: paddle.Tensor | None = None,
         decoder_input_ids: paddle.Tensor | None = None,
         image_features: paddle.Tensor | None = None,
+        qformer_input_ids: paddle.Tensor | None = None,
+        qformer_attention_mask: paddle.Tensor | None = None,
     ) -> Blip2Output:
         """Logits (and the loss with ``labels``; -100 is ignored).
+
+        ``qformer_input_ids`` / ``qformer_attention_mask``: text for the Q-Former beside the queries (see
+        ``get_image_features``), one row per image.
 
         Decoder-only: ``labels`` [batch, L] align with the last L positions (``make_labels`` builds
         LAVIS's: prompt and padding masked). FlanT5: queries + ``input_ids`` feed the encoder and
@@ -165,7 +195,7 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
         """
         if input_ids is None:
             raise ValueError("input_ids are required (the prompt, or the text to score)")
-        features = self._image_features(pixel_values, image_features)
+        features = self._image_features(pixel_values, image_features, qformer_input_ids, qformer_attention_mask)
         embeds, mask = self._merge(features, input_ids, attention_mask)
         lm = self.language_model
         if lm.is_decoder_only:
