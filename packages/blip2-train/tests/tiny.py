@@ -177,3 +177,21 @@ def step_of(path: Path) -> int:
 def trainable_weights(directory: Path) -> dict[str, np.ndarray]:
     state = paddle.load(str(directory / "model_state.pdparams"), return_numpy=True)
     return {k: np.asarray(v) for k, v in state.items()}
+
+
+def write_vqa(directory: Path, images: int = 8) -> str:
+    """VQAv2 train rows (LAVIS's vqa_train.json): a question per image, several answers (repeats weigh more).
+
+    Returns the --data_files entry."""
+    rng = np.random.RandomState(1)
+    root = directory / "images"
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(images):
+        Image.fromarray(rng.randint(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / f"img{i}.jpg")
+        answers = [str(rng.choice(WORDS[1:]))] * 3 + [str(rng.choice(WORDS[1:]))]
+        rows.append({"question": f"the {WORDS[1 + i % 6]} on the sofa?", "image": f"img{i}.jpg", "answer": answers,
+                     "question_id": i})  # fmt: skip
+    annotation = directory / "vqa_train.json"
+    annotation.write_text(json.dumps(rows))
+    return f"{root},{annotation}"

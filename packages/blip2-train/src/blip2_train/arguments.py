@@ -10,7 +10,16 @@ from typing import Any, Optional
 
 from paddlenlp.trainer import TrainingArguments
 
-STAGES = ("stage1", "stage2")
+RECIPES = ("finetune-caption", "finetune-retrieval", "finetune-vqa")
+STAGES = ("stage1", "stage2", *RECIPES)
+# The pre-training stage whose model (and losses) each command trains.
+BASE_STAGE = {
+    "stage1": "stage1",
+    "stage2": "stage2",
+    "finetune-caption": "stage2",
+    "finetune-retrieval": "stage1",
+    "finetune-vqa": "stage2",
+}
 
 
 @dataclass
@@ -90,6 +99,10 @@ class Blip2TrainingArguments(TrainingArguments):
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute ViT blocks and Q-Former layers in backward to save memory."}
     )
+    lr_layer_decay: float = field(
+        default=1.0,
+        metadata={"help": "Learning-rate scale decay per ViT layer from the top (LAVIS retrieval: 0.95; 1: off)."},
+    )
     dataloader_num_workers: int = field(default=2, metadata={"help": "Image-decoding worker processes."})
     # Every trainable parameter reaches the loss (the heads of losses that are off are frozen), so paddle's
     # DataParallel need not walk the graph each step looking for unused ones.
@@ -116,4 +129,84 @@ class Stage2TrainingArguments(Blip2TrainingArguments):
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch per process (LAVIS stage 2: 64)."})
 
 
-TRAINING_ARGUMENTS = {"stage1": Blip2TrainingArguments, "stage2": Stage2TrainingArguments}
+# -- fine-tuning recipes: LAVIS's caption_coco_ft.yaml / retrieval_coco_ft.yaml ---------------------------------
+
+
+@dataclass
+class FinetuneModelArguments(ModelArguments):
+    """364 px (position embeddings interpolated from 224) and the ViT trained, in fp32, as LAVIS fine-tunes."""
+
+    image_size: int = field(default=364, metadata={"help": "Input resolution (LAVIS fine-tuning: 364)."})
+    freeze_vit: bool = field(default=False, metadata={"help": "Keep the vision encoder frozen (LAVIS: no)."})
+
+
+@dataclass
+class VqaModelArguments(FinetuneModelArguments):
+    """LAVIS has no BLIP-2 VQA fine-tuning recipe; the paper's VQA setting: ViT and Q-Former trained."""
+
+    image_size: int = field(default=224, metadata={"help": "Input resolution (LAVIS's VQA evaluation: 224)."})
+
+
+@dataclass
+class CaptionDataArguments(DataArguments):
+    dataset: list[str] = field(
+        default_factory=lambda: ["coco_caption"],
+        metadata={"help": "Dataset names; custom_caption with --data_files for your own karpathy-format data."},
+    )
+    prompt: str = field(
+        default="a photo of ",
+        metadata={"help": "Prompt before each caption, masked from the loss (LAVIS: 'a photo of ')."},
+    )
+
+
+@dataclass
+class VqaDataArguments(DataArguments):
+    dataset: list[str] = field(
+        default_factory=lambda: ["coco_vqa"],
+        metadata={"help": "VQA datasets (coco_vqa: VQAv2 train); --data_files IMAGE_ROOT,vqa_train.json."},
+    )
+    prompt: str = field(
+        default="Question: {} Short answer:",
+        metadata={"help": "The LLM prompt; {} is the question (LAVIS's VQA prompt)."},
+    )
+
+
+@dataclass
+class FinetuneTrainingArguments(Blip2TrainingArguments):
+    """LAVIS's caption_coco_ft.yaml: lr 1e-5 -> 0 after 1000 warmup steps from 1e-8, 5 epochs, 16 per GPU,
+    gradient checkpointing (the ViT trains)."""
+
+    learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate (LAVIS fine-tuning: 1e-5)."})
+    eta_min: float = field(default=0.0, metadata={"help": "Learning rate at the end of the cosine (LAVIS: 0)."})
+    warmup_start_lr: float = field(default=1e-8, metadata={"help": "Learning rate at step 0 (LAVIS: 1e-8)."})
+    warmup_steps: int = field(default=1000, metadata={"help": "Linear warmup steps (LAVIS fine-tuning: 1000)."})
+    num_train_epochs: float = field(default=5.0, metadata={"help": "Epochs (LAVIS fine-tuning: 5)."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch per process (LAVIS: 16)."})
+    gradient_checkpointing: bool = field(
+        default=True, metadata={"help": "Recompute ViT blocks and Q-Former layers in backward (LAVIS: on)."}
+    )
+
+
+@dataclass
+class RetrievalTrainingArguments(FinetuneTrainingArguments):
+    """LAVIS's retrieval_coco_ft.yaml: as caption fine-tuning, 14 per GPU, layer-wise lr decay 0.95."""
+
+    per_device_train_batch_size: int = field(default=14, metadata={"help": "Batch per process (LAVIS: 14)."})
+    lr_layer_decay: float = field(
+        default=0.95, metadata={"help": "Learning-rate scale decay per ViT layer from the top (LAVIS: 0.95)."}
+    )
+
+
+TRAINING_ARGUMENTS = {
+    "stage1": Blip2TrainingArguments,
+    "stage2": Stage2TrainingArguments,
+    "finetune-caption": FinetuneTrainingArguments,
+    "finetune-retrieval": RetrievalTrainingArguments,
+    "finetune-vqa": FinetuneTrainingArguments,
+}
+MODEL_ARGUMENTS = {
+    "finetune-caption": FinetuneModelArguments,
+    "finetune-retrieval": FinetuneModelArguments,
+    "finetune-vqa": VqaModelArguments,
+}
+DATA_ARGUMENTS = {"finetune-caption": CaptionDataArguments, "finetune-vqa": VqaDataArguments}

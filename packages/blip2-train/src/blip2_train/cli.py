@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 logger = logging.getLogger("blip2_train")
 
-USAGE = "usage: blip2-train {stage1,stage2} [--help] [options]"
+USAGE = "usage: blip2-train {stage1,stage2,finetune-caption,finetune-retrieval,finetune-vqa} [--help] [options]"
 
 
 class StartupError(SystemExit):
@@ -54,9 +54,15 @@ def check_device(argv: Sequence[str]) -> None:
 def parse(stage: str, argv: Sequence[str]):
     from paddlenlp.trainer import PdArgumentParser
 
-    from .arguments import TRAINING_ARGUMENTS, DataArguments, ModelArguments
+    from .arguments import DATA_ARGUMENTS, MODEL_ARGUMENTS, TRAINING_ARGUMENTS, DataArguments, ModelArguments
 
-    parser = PdArgumentParser((ModelArguments, DataArguments, TRAINING_ARGUMENTS[stage]))
+    parser = PdArgumentParser(
+        (
+            MODEL_ARGUMENTS.get(stage, ModelArguments),
+            DATA_ARGUMENTS.get(stage, DataArguments),
+            TRAINING_ARGUMENTS[stage],
+        )
+    )
     parser.prog = f"blip2-train {stage}"
     return parser.parse_args_into_dataclasses(args=list(argv))
 

@@ -94,15 +94,20 @@ def build_stage2_model(
     image_size: int,
     freeze_vit: bool,
     trust_pickle: bool = False,
+    qformer_text: bool = False,
 ) -> Blip2ForConditionalGeneration:
-    """Stage 2 from a stage-1 model (or a stage-2 one to continue) and a frozen LLM."""
+    """Stage 2 from a stage-1 model (or a stage-2 one to continue) and a frozen LLM.
+
+    ``qformer_text``: keep (or add back) the Q-Former's text parts, for text beside the queries (VQA
+    fine-tuning); from a stage-1 model they keep its weights, a stage-2 model has none (they start fresh)."""
     source = model_name_or_path or DEFAULT_STAGE2_MODEL
     config = None
     config_file = Path(source) / CONFIG_FILE
     if config_file.is_file():
         config = Blip2Config.from_file(config_file)
-        if config.text_config is None:  # a stage-1 directory: drop the Q-Former's text parts, as LAVIS does
-            config.qformer_config = dataclasses.replace(config.qformer_config, has_text_input=False)
+        if config.text_config is None or qformer_text:
+            # a stage-1 directory: drop the Q-Former's text parts as LAVIS does, unless the text is wanted
+            config.qformer_config = dataclasses.replace(config.qformer_config, has_text_input=qformer_text)
     llm = text_model_name_or_path or (config.text_name_or_path if config else None) or DEFAULT_LLM
     if config is not None and text_model_name_or_path and config.text_config is not None:
         if config.text_name_or_path != text_model_name_or_path:
@@ -112,6 +117,13 @@ def build_stage2_model(
     model = Blip2ForConditionalGeneration.from_pretrained(
         source, config=config, text_name_or_path=llm, trust_pickle=trust_pickle
     )
+    missing = set(model.load_report.missing) if model.load_report is not None else set()
+    if qformer_text and "qformer.embeddings.word_embeddings.weight" in missing:
+        logger.warning(
+            "%s has no Q-Former text weights (a stage-2 model drops them): they start fresh; start from the "
+            "stage-1 model it came from to keep them",
+            source,
+        )
     _fit_image_size(model, image_size)
     _set_vit_frozen(model, freeze_vit)
     return model

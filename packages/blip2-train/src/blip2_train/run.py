@@ -11,7 +11,7 @@ from paddlenlp.trainer import set_seed
 
 from blip2_data import Blip2Collator, ImageProcessor, ImageProcessorConfig
 
-from .arguments import Blip2TrainingArguments, DataArguments, ModelArguments
+from .arguments import BASE_STAGE, Blip2TrainingArguments, DataArguments, ModelArguments
 from .checkpoint import last_complete_checkpoint, load_weights, save_final_model
 from .data import TrainingCollator, TrainingSamples, load_training_data
 from .models import (
@@ -23,6 +23,7 @@ from .models import (
     resolve_directory,
 )
 from .trainer import Blip2Trainer
+from .vqa import VqaCollator, VqaTrainingSamples
 
 logger = logging.getLogger("blip2_train")
 TOKENIZER_FILES = ["*.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model"]
@@ -55,15 +56,33 @@ def load_text_tokenizer(stage: str, model_args: ModelArguments) -> Any:
 
 
 def build_collator(stage: str, tokenizer: Any, model: Any, data_args: DataArguments) -> Blip2Collator:
-    if stage == "stage1":
-        return Blip2Collator.for_qformer(tokenizer, max_length=data_args.max_txt_len)
+    length = data_args.max_txt_len
+    if BASE_STAGE[stage] == "stage1":
+        return Blip2Collator.for_qformer(tokenizer, max_length=length)
+    target = "text_output" if stage == "finetune-vqa" else "text_input"  # VQA: the answer
     if model.language_model.is_decoder_only:
-        return Blip2Collator.for_causal_lm(tokenizer, data_args.prompt, max_length=data_args.max_txt_len)
-    return Blip2Collator.for_seq2seq(tokenizer, prompt="", target_key="text_output", max_length=data_args.max_txt_len)
+        return Blip2Collator.for_causal_lm(tokenizer, data_args.prompt, target_key=target, max_length=length)
+    if stage == "stage2":  # the paper's prefix LM: each caption split at a random word
+        return Blip2Collator.for_seq2seq(tokenizer, prompt="", target_key="text_output", max_length=length)
+    # FlanT5: the prompt (caption fine-tuning: "a photo of "; VQA: the question) into the encoder, the target out
+    return Blip2Collator.for_seq2seq(tokenizer, prompt=data_args.prompt, target_key=target, max_length=length)
+
+
+def build_training_collator(
+    stage: str, tokenizer: Any, model: Any, data_args: DataArguments, model_args: ModelArguments
+) -> TrainingCollator:
+    collator = build_collator(stage, tokenizer, model, data_args)
+    if stage != "finetune-vqa":
+        return TrainingCollator(collator, BASE_STAGE[stage])
+    # the question also enters the Q-Former, in its own (BERT) tokens
+    qformer_tokenizer = load_text_tokenizer("stage1", model_args)
+    return VqaCollator(collator, Blip2Collator.for_qformer(qformer_tokenizer, data_args.max_txt_len))
 
 
 def build_model(stage: str, model_args: ModelArguments) -> Any:
-    if stage == "stage1":
+    if BASE_STAGE[stage] == "stage1":
+        if stage == "finetune-retrieval" and not model_args.model_name_or_path:
+            raise ValueError("finetune-retrieval starts from a stage-1 model: pass --model_name_or_path")
         return build_stage1_model(
             model_args.model_name_or_path,
             model_args.vision_model_name_or_path,
@@ -78,6 +97,7 @@ def build_model(stage: str, model_args: ModelArguments) -> Any:
         model_args.image_size,
         model_args.freeze_vit,
         model_args.trust_pickle,
+        qformer_text=stage == "finetune-vqa",
     )
 
 
@@ -99,9 +119,9 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         enable_gradient_checkpointing(model)
     logger.info("%s: %s", type(model).__name__, describe_parameters(model))
 
-    tokenizer = load_text_tokenizer(stage, model_args)
+    tokenizer = load_text_tokenizer(BASE_STAGE[stage], model_args)
     image_config = ImageProcessorConfig(image_size=model_args.image_size)
-    samples = TrainingSamples(
+    samples = (VqaTrainingSamples if stage == "finetune-vqa" else TrainingSamples)(
         dataset,
         image_config,
         seed=args.seed,
@@ -110,7 +130,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         defer_errors=True,
     )
     model_kwargs = {}
-    if stage == "stage1":
+    if BASE_STAGE[stage] == "stage1":
         model_kwargs["losses"] = tuple(name.strip() for name in model_args.stage1_losses.split(",") if name.strip())
         frozen = freeze_unused_heads(model, model_kwargs["losses"])
         if frozen:
@@ -119,7 +139,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         model=model,
         args=args,
         train_dataset=samples,
-        data_collator=TrainingCollator(build_collator(stage, tokenizer, model, data_args), stage),
+        data_collator=build_training_collator(stage, tokenizer, model, data_args, model_args),
         model_kwargs=model_kwargs,
     )
     result = trainer.train(resume_from_checkpoint=resume)

@@ -29,6 +29,7 @@ from .checkpoint import (
 from .data import GlobalBatchSampler, raise_deferred_error
 from .optimizer import build_adamw
 from .schedule import WarmupCosineSchedule
+from .vqa import ANSWER_WEIGHTS_KEY, weighted_answer_loss
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class Blip2Trainer(Trainer):
                 args.adam_epsilon,
                 args.max_grad_norm,
                 multi_precision=args.fp16_opt_level == "O2" and (args.fp16 or args.bf16),
+                layer_decay=getattr(args, "lr_layer_decay", 1.0),
             )
         return self.optimizer
 
@@ -141,7 +143,11 @@ class Blip2Trainer(Trainer):
         bad = inputs.pop("bad_samples", None)
         if bad is not None:
             self.bad_samples += int(bad.sum())
+        weights = inputs.pop(ANSWER_WEIGHTS_KEY, None)
+        labels = inputs.pop("labels") if weights is not None else None
         outputs = model(**inputs, **self.model_kwargs)  # a dict while training (see _outputs_as_dict)
+        if weights is not None:  # VQA fine-tuning: several answers per question, weighted
+            outputs["loss"] = weighted_answer_loss(outputs["logits"], labels, weights)
         for name in ("loss_itc", "loss_itm", "loss_itg"):
             if name in outputs:
                 self._loss_parts[name] = self._loss_parts.get(name, 0.0) + float(outputs[name])
