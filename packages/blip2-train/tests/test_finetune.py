@@ -154,6 +154,20 @@ def test_finetune_vqa(assets, tmp_path):
     assert "qformer.embeddings.word_embeddings.weight" in ckpt
 
 
+def test_finetune_vqa_flant5(assets, tmp_path):
+    """FlanT5: prompt with the question into the encoder, each answer a decoder target (see the caption test
+    for why no falling loss is asserted with the tiny T5)."""
+    llm = tiny.write_llm(
+        tmp_path / "t5", tiny.HERE.parents[1] / "blip2-core" / "tests" / "fixtures" / "t5" / "llm", 0.0
+    )
+    out = tmp_path / "vqa-t5"
+    args = finetune_args("finetune-vqa", assets, out, tiny.write_vqa(tmp_path / "vqa"), steps=3)
+    args += ["--model_name_or_path", str(assets["vision_no_dropout"]), "--qformer_tokenizer", str(assets["bert"])]
+    tiny.train([*args, "--text_model_name_or_path", str(llm), "--dataset", "coco_vqa"], tmp_path)
+    curve = tiny.losses(out)
+    assert len(curve) == 3 and np.isfinite(curve).all()
+
+
 def test_question_enters_the_qformer_beside_the_queries(assets):
     from blip2_train.models import build_stage2_model
 

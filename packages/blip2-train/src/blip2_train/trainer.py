@@ -144,7 +144,7 @@ class Blip2Trainer(Trainer):
         if bad is not None:
             self.bad_samples += int(bad.sum())
         weights = inputs.pop(ANSWER_WEIGHTS_KEY, None)
-        labels = inputs.pop("labels") if weights is not None else None
+        labels = inputs.get("labels")  # also to the model: FlanT5's decoder inputs are the shifted labels
         outputs = model(**inputs, **self.model_kwargs)  # a dict while training (see _outputs_as_dict)
         if weights is not None:  # VQA fine-tuning: several answers per question, weighted
             outputs["loss"] = weighted_answer_loss(outputs["logits"], labels, weights)
