@@ -106,7 +106,20 @@ def test_predict_answers_with_the_papers_vqa_settings(model_dir, images, capsys)
     assert [a["answer"] for a in answers] == expected
 
 
-def test_predict_explains_missing_model_and_bad_images(model_dir, images, tmp_path, capsys):
+def test_predict_without_model_runs_the_embedded_default(images, capsys):
+    from blip2_core.default_model import default_model_path
+
+    args = ["--image", images[0], "--num-beams", "1", "--max-new-tokens", "6", "--min-new-tokens", "1"]
+    assert predict_main(args) == 0
+    default = capsys.readouterr().out
+    assert predict_main(["--model", str(default_model_path()), *args]) == 0
+    assert default == capsys.readouterr().out and default.startswith(images[0] + "\t")
+
+
+def test_predict_explains_missing_model_and_bad_images(model_dir, images, tmp_path, capsys, monkeypatch):
+    from blip2_core import default_model
+
+    monkeypatch.setattr(default_model, "_DIRECTORY", tmp_path / "none")  # a wheel built without the model
     assert predict_main(["--image", images[0]]) == 2
     assert "no embedded default model" in capsys.readouterr().err
     assert predict_main(["--model", str(model_dir), "--image", str(tmp_path / "nope.jpg")]) == 1

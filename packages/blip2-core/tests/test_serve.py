@@ -289,9 +289,15 @@ def test_blip2_serve_says_which_extra_is_missing_and_that_a_model_is_needed(monk
     assert cli.main(["--model", "anything"]) == 1
     assert "the service needs fastapi: pip install 'blip2-core[serve]'" in capsys.readouterr().err
     monkeypatch.delitem(sys.modules, "fastapi")
+    from blip2_core import default_model
+
+    monkeypatch.setattr(default_model, "_DIRECTORY", default_model._DIRECTORY / "absent")  # a wheel without it
     assert cli.main([]) == 2
     err = capsys.readouterr().err
-    assert "no embedded default model is installed yet: pass --model" in err and "blip2-predict --list-models" in err
+    assert (
+        "carries no embedded default model (a wheel built without it): pass --model" in err
+        and "blip2-predict --list-models" in err
+    )
 
 
 # -- the gallery ----------------------------------------------------------------------------------------------

@@ -21,6 +21,14 @@ def default_model_path() -> Path | None:
     return None
 
 
+def model_or_default(name_or_path: str | None) -> str | None:
+    """What a command runs: the model it was given, else the embedded default (None if neither exists)."""
+    if name_or_path:
+        return name_or_path
+    path = default_model_path()
+    return str(path) if path is not None else None
+
+
 def default_stage1_path() -> Path | None:
     """The default model's stage-1 directory (ITC/ITM heads, for retrieval), or None."""
     path = _DIRECTORY / "stage1"

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ..command_line import error_message, start_command_line_tool
+from ..default_model import DEFAULT_MODEL_NAME, model_or_default
 from ..predict import NO_DEFAULT_MODEL
 
 NEEDS = {"fastapi": "fastapi", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
@@ -24,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--model", metavar="NAME_OR_PATH", help="model directory, checkpoint file, Hub repo id or known name"
+        "--model",
+        metavar="NAME_OR_PATH",
+        help=f"model directory, checkpoint file, Hub repo id or known name (default: the embedded {DEFAULT_MODEL_NAME})",
     )
     parser.add_argument("--llm", metavar="NAME_OR_PATH", help="the LLM, for a model whose config.json names none")
     parser.add_argument("--tokenizer", metavar="NAME_OR_PATH", help="the LLM's tokenizer files")
@@ -72,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"blip2-serve: {MISSING_EXTRA.format(names=', '.join(missing))}", file=sys.stderr)
         return 1
+    args.model = model_or_default(args.model)
     if not args.model:
         print(f"blip2-serve: {NO_DEFAULT_MODEL}", file=sys.stderr)
         return 2
