@@ -4,7 +4,9 @@
 - stage 2: the same ViT and Q-Former + OPT-125m (frozen), LM loss, AdamW step;
 - gradient checkpointing: peak resident memory of a stage-1 step with and without it, with the ViT frozen
   (the recipe) and unfrozen (fine-tuning, forward + backward only: AdamW's state for a trainable ViT-g would
-  not fit beside it here).
+  not fit beside it here);
+- caption fine-tuning (``finetune-caption``): the ViT-g trained at 364 px (677 tokens) + Q-Former + OPT-125m
+  (frozen), forward + backward, with and without gradient checkpointing.
 
 Each case runs in its own process so its peak RSS (``ru_maxrss``) is its own.
 
@@ -28,6 +30,9 @@ CASES = {
     "stage1-vit-trained": dict(stage="stage1", freeze_vit=False, checkpointing=False, optimizer=False),
     "stage1-vit-trained-ckpt": dict(stage="stage1", freeze_vit=False, checkpointing=True, optimizer=False),
     "stage2-opt125m": dict(stage="stage2", freeze_vit=True, checkpointing=False, optimizer=True),
+    # finetune-caption: ViT-g unfrozen at 364 px (677 tokens), forward + backward (no AdamW state, as above)
+    "caption-ft-364": dict(stage="stage2", freeze_vit=False, checkpointing=False, optimizer=False, image_size=364),
+    "caption-ft-364-ckpt": dict(stage="stage2", freeze_vit=False, checkpointing=True, optimizer=False, image_size=364),
 }
 OPT_125M = dict(
     model_type="opt", vocab_size=50272, hidden_size=768, num_hidden_layers=12, ffn_dim=3072, num_attention_heads=12,
@@ -55,6 +60,8 @@ def run_case(name: str, batch: int, steps: int) -> dict:
     case = CASES[name]
     paddle.seed(0)
     config = Blip2Config(freeze_vit=case["freeze_vit"])
+    image_size = case.get("image_size", 224)
+    config.vision_config = dataclasses.replace(config.vision_config, image_size=image_size)
     if case["stage"] == "stage1":
         config.qformer_config = dataclasses.replace(config.qformer_config, has_text_input=True)
         model = Blip2Qformer(config)
@@ -68,7 +75,7 @@ def run_case(name: str, batch: int, steps: int) -> dict:
         enable_gradient_checkpointing(model)
     model.train()
     optimizer = build_adamw(model, WarmupCosineSchedule(1e-4, 1e-5, 10, 100), 0.05) if case["optimizer"] else None
-    pixels = paddle.randn([batch, 3, 224, 224])
+    pixels = paddle.randn([batch, 3, image_size, image_size])
     ids = paddle.randint(1000, 2000, [batch, 32])
     mask = paddle.ones([batch, 32], dtype="int64")
     before = current_rss_gib()
@@ -96,6 +103,7 @@ def run_case(name: str, batch: int, steps: int) -> dict:
     return {
         "case": name,
         "batch": batch,
+        "image_size": image_size,
         "losses": list(losses) if case["stage"] == "stage1" else ["lm"],
         "seconds_per_step": round(seconds, 2),
         "samples_per_second": round(batch / seconds, 3),
