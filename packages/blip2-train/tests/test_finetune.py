@@ -152,6 +152,7 @@ def test_finetune_vqa(assets, tmp_path):
     assert model.config.qformer_config.has_text_input  # the question's way into the Q-Former was trained
     ckpt = tiny.trainable_weights(out / "checkpoint-10")
     assert "qformer.embeddings.word_embeddings.weight" in ckpt
+    assert (out / "qformer_tokenizer" / "vocab.txt").read_text() == (assets["bert"] / "vocab.txt").read_text()
 
 
 def test_finetune_vqa_flant5(assets, tmp_path):

@@ -26,6 +26,7 @@ from .trainer import Blip2Trainer
 from .vqa import VqaCollator, VqaTrainingSamples
 
 logger = logging.getLogger("blip2_train")
+QFORMER_TOKENIZER_DIR = "qformer_tokenizer"
 TOKENIZER_FILES = ["*.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model"]
 
 
@@ -145,6 +146,10 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
     result = trainer.train(resume_from_checkpoint=resume)
     if args.should_save:
         save_final_model(model, args.output_dir, tokenizer, ImageProcessor(image_config))
+        if stage == "finetune-vqa":  # the question's Q-Former (BERT) tokens: kept beside the LLM's tokenizer
+            trainer.data_collator.qformer_collator.tokenizer.save_pretrained(
+                str(Path(args.output_dir) / QFORMER_TOKENIZER_DIR)
+            )
         logger.info("final model written to %s (loads with %s.from_pretrained)", args.output_dir, type(model).__name__)
     if trainer.bad_samples:
         logger.warning("skipped %d bad samples in this run", trainer.bad_samples)
