@@ -6,7 +6,9 @@ name table stay quick.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy_names import lazy_getattr
 
 __all__ = [
     "Blip2Config",
@@ -33,9 +35,4 @@ if TYPE_CHECKING:
     from .modeling import Blip2ForConditionalGeneration, Blip2Qformer
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

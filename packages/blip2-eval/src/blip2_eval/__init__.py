@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .vqa_score import score_vqa, score_vqa_files
 
 
+# Not blip2_core.lazy_names: the scorers must import where blip2-core (and so paddle) cannot.
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib

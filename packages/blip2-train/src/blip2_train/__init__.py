@@ -6,7 +6,9 @@ before paddle is imported.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from blip2_core.lazy_names import lazy_getattr
 
 __all__ = ["ParameterGroups", "WarmupCosineSchedule", "build_adamw", "parameter_groups", "warmup_cosine_lr"]
 
@@ -23,9 +25,4 @@ if TYPE_CHECKING:
     from .schedule import WarmupCosineSchedule, warmup_cosine_lr
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
