@@ -36,17 +36,9 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 def tiny_model(directory: Path) -> Path:
     """The tests' tiny OPT model with the same WordPiece tokenizer as tests/conftest.py's ``model_dir``."""
     sys.path.insert(0, str(TESTS))
-    from conftest import WORDS
+    from tiny_checkpoints import copy_with_wordpiece_tokenizer
 
-    model = directory / "tiny-blip2"
-    shutil.copytree(TESTS / "fixtures" / "opt" / "hf", model)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    vocab += [f"w{i}" for i in range(100 - len(vocab))]
-    (model / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (model / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
-    )
-    return model
+    return copy_with_wordpiece_tokenizer(TESTS / "fixtures" / "opt" / "hf", directory / "tiny-blip2", 100)
 
 
 def serve(app) -> tuple[str, object]:

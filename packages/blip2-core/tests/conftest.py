@@ -1,13 +1,10 @@
-import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
-WORDS = ["a", "photo", "of", "what", "is", "in", "the", "picture", "question", "answer", ":", "?", "cat", "dog"]
+from tiny_checkpoints import copy_with_wordpiece_tokenizer
 
 
 # fixtures_dir is the same few lines in eva-vit, qformer and blip2-core: each package's tests run alone.
@@ -29,15 +26,7 @@ def _offline(monkeypatch, tmp_path):
 @pytest.fixture(scope="session")
 def model_dir(fixtures_dir, tmp_path_factory):
     """The tiny OPT model with a real (WordPiece) tokenizer over its 100 ids, as blip2-predict reads it."""
-    directory = tmp_path_factory.mktemp("model") / "blip2"
-    shutil.copytree(fixtures_dir / "opt" / "hf", directory)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    vocab += [f"w{i}" for i in range(100 - len(vocab))]
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (directory / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
-    )
-    return directory
+    return copy_with_wordpiece_tokenizer(fixtures_dir / "opt" / "hf", tmp_path_factory.mktemp("model") / "blip2", 100)
 
 
 @pytest.fixture(scope="session")
@@ -100,11 +89,4 @@ def start_server():
 def stage1_dir(fixtures_dir, tmp_path_factory):
     """The tiny stage-1 model (ITC heads) with a WordPiece tokenizer over its 99 ids: a gallery's model."""
     directory = tmp_path_factory.mktemp("stage1") / "blip2-stage1"
-    shutil.copytree(fixtures_dir / "stage1" / "hf", directory)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    vocab += [f"w{i}" for i in range(99 - len(vocab))]
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (directory / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
-    )
-    return directory
+    return copy_with_wordpiece_tokenizer(fixtures_dir / "stage1" / "hf", directory, 99)

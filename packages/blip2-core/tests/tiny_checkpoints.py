@@ -2,6 +2,8 @@
 reference greedy generation."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import paddle
@@ -51,6 +53,22 @@ def save_pdparams(state, directory):
     """As PaddleMIX ships each part: model_state.pdparams written by paddle.save."""
     directory.mkdir(parents=True, exist_ok=True)
     paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(directory / "model_state.pdparams"))
+    return directory
+
+
+WORDS = ["a", "photo", "of", "what", "is", "in", "the", "picture", "question", "answer", ":", "?", "cat", "dog"]
+
+
+def copy_with_wordpiece_tokenizer(source: Path, directory: Path, vocab_size: int) -> Path:
+    """A tiny model directory copied from ``source`` with a real WordPiece tokenizer over its ``vocab_size``
+    ids (WORDS, then filler words), as blip2-predict and blip2-serve read a model directory."""
+    shutil.copytree(source, directory)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    vocab += [f"w{i}" for i in range(vocab_size - len(vocab))]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
+    )
     return directory
 
 
