@@ -73,6 +73,7 @@ class Predictor:
     ) -> Predictor:
         """Load by name or path; errors (``OSError``/``ValueError``) say what is missing and what to pass."""
         from .modeling import Blip2ForConditionalGeneration
+        from .text_tokenizer import tokenizer_for_model
 
         model = Blip2ForConditionalGeneration.from_pretrained(
             name_or_path,
@@ -82,7 +83,7 @@ class Predictor:
         )
         model.eval()
         model_path = Path(name_or_path) if Path(name_or_path).exists() else None
-        tokenizer_ = _tokenizer(name_or_path, tokenizer, model, model_path)
+        tokenizer_ = tokenizer_for_model(model, name_or_path, tokenizer)
         return cls(model, tokenizer_, _image_processor(model, model_path), name=str(name_or_path))
 
     @property
@@ -140,21 +141,3 @@ def _image_processor(model: Any, model_path: Path | None) -> Any:
     if model_path is not None and (model_path / "preprocessor_config.json").exists():
         return ImageProcessor.from_pretrained(model_path)
     return ImageProcessor(ImageProcessorConfig(image_size=model.config.vision_config.image_size))
-
-
-def _tokenizer(name_or_path: str, tokenizer: str | None, model: Any, model_path: Path | None) -> Any:
-    from .text_tokenizer import load_tokenizer
-
-    candidates = [tokenizer] if tokenizer else []
-    if model_path is not None and model_path.is_dir():
-        candidates.append(str(model_path))
-    if model.config.text_name_or_path:
-        candidates.append(model.config.text_name_or_path)
-    errors = []
-    for candidate in candidates:
-        try:
-            return load_tokenizer(candidate)
-        except (OSError, ValueError) as error:
-            errors.append(str(error).replace("\n", "\n    "))
-    tried = "".join(f"\n  - {error}" for error in errors) or "\n  - the model names no LLM whose tokenizer to use"
-    raise ValueError(f"no tokenizer for {name_or_path}:{tried}\n  pass --tokenizer DIR (the LLM's tokenizer files)")

@@ -52,6 +52,31 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
     )
 
 
+def tokenizer_for_model(model: Any, name_or_path: str | os.PathLike, tokenizer: str | None = None) -> Any:
+    """The tokenizer a loaded model's text goes through: ``tokenizer`` when given, else the model directory's own
+    files, else its LLM's (``config.text_name_or_path``), else the name itself when it is no local path (a Hub
+    repo carries its tokenizer files).
+
+    Raises ``ValueError`` listing what was tried, each entry saying what it lacked.
+    """
+    name = os.fspath(name_or_path)
+    candidates = [tokenizer] if tokenizer else []
+    if Path(name).is_dir():
+        candidates.append(name)
+    if model.config.text_name_or_path:
+        candidates.append(model.config.text_name_or_path)
+    if not Path(name).exists():
+        candidates.append(name)
+    errors = []
+    for candidate in dict.fromkeys(candidates):
+        try:
+            return load_tokenizer(candidate)
+        except (OSError, ValueError) as error:
+            errors.append(str(error).replace("\n", "\n    "))
+    tried = "".join(f"\n  - {error}" for error in errors) or "\n  - the model names no LLM whose tokenizer to use"
+    raise ValueError(f"no tokenizer for {name}:{tried}\n  pass --tokenizer DIR (the LLM's tokenizer files)")
+
+
 class TokenizerNotFoundError(FileNotFoundError):
     """A directory holds none of the tokenizer files we read; the message names it and the files."""
 

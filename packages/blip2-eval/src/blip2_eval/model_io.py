@@ -18,24 +18,14 @@ def load_model(name_or_path: str, stage1: bool) -> Any:
 
 
 def load_tokenizer_for(model: Any, name_or_path: str, tokenizer: str | None) -> Any:
-    """``--tokenizer``, else the model directory's files, else the LLM's named in the config."""
-    from blip2_core.text_tokenizer import load_tokenizer
+    """``--tokenizer``, else the model directory's files, else the LLM's named in the config (blip2-core's rule,
+    shared with blip2-predict); a failure is an input error listing what was tried."""
+    from blip2_core.text_tokenizer import tokenizer_for_model
 
-    candidates = [tokenizer] if tokenizer else []
-    if Path(name_or_path).is_dir():
-        candidates.append(name_or_path)
-    llm = model.config.text_name_or_path
-    if llm:
-        candidates.append(llm)
-    if not candidates:
-        candidates.append(name_or_path)  # a Hub repo id or a known name carries its tokenizer
-    errors = []
-    for candidate in candidates:
-        try:
-            return load_tokenizer(candidate)
-        except (OSError, ValueError) as error:
-            errors.append(f"{candidate}: {error}")
-    raise EvalInputError("no tokenizer found; pass --tokenizer DIR\n  " + "\n  ".join(errors))
+    try:
+        return tokenizer_for_model(model, name_or_path, tokenizer)
+    except ValueError as error:
+        raise EvalInputError(str(error)) from None
 
 
 def eval_image_processor(model: Any, name_or_path: str, image_size: int | None) -> Any:
