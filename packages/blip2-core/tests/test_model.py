@@ -166,7 +166,7 @@ def test_several_prompts_per_image_reuse_its_features(opt, fixtures_dir):
     for row in range(3):
         alone = opt.generate(pixels, prompts[row : row + 1], masks[row : row + 1], max_new_tokens=4)
         np.testing.assert_array_equal(together.numpy()[row, : alone.shape[1]], alone.numpy()[0])
-    with pytest.raises(ValueError, match="exactly one of pixel_values and image_features"):
+    with pytest.raises(ValueError, match="exactly one of pixel_values, image_embeds and image_features"):
         opt.generate(pixels, prompts, masks, image_features=features)
 
 

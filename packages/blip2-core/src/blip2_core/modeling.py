@@ -67,6 +67,26 @@ class _Blip2Model:
         """config.json + safetensors weights (+ tokenizer and image-processor files when given)."""
         return save_pretrained(self, directory, **kwargs)
 
+    def encode_image(
+        self,
+        pixel_values: paddle.Tensor | None,
+        image_embeds: paddle.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+    ) -> paddle.Tensor:
+        """The image encoder's output [batch, patches + 1, vision_hidden], or ``image_embeds`` when given (already
+        computed, e.g. by blip2-train's feature cache); exactly one of the two."""
+        if (pixel_values is None) == (image_embeds is None):
+            raise ValueError("pass exactly one of pixel_values and image_embeds")
+        if image_embeds is not None:
+            width = self.config.vision_config.hidden_size
+            if image_embeds.ndim != 3 or image_embeds.shape[-1] != width:
+                raise ValueError(
+                    f"image_embeds must be [batch, tokens, {width}] (this model's image encoder width), "
+                    f"got {list(image_embeds.shape)}"
+                )
+            return image_embeds
+        return self.vision_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding).last_hidden_state
+
     def train(self):
         super().train()
         if self.config.freeze_vit:
@@ -101,19 +121,20 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
 
     def get_image_features(
         self,
-        pixel_values: paddle.Tensor,
+        pixel_values: paddle.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
         qformer_input_ids: paddle.Tensor | None = None,
         qformer_attention_mask: paddle.Tensor | None = None,
+        image_embeds: paddle.Tensor | None = None,
     ) -> paddle.Tensor:
         """The LLM-side visual tokens [batch, queries, llm_hidden]; compute once, reuse for many prompts.
 
+        ``image_embeds``: the image encoder's output [batch, patches + 1, vision_hidden] in place of
+        ``pixel_values``, e.g. read from a feature cache of the frozen ViT (blip2-train's ``cache-features``).
         ``qformer_input_ids`` / ``qformer_attention_mask`` (BERT ids of e.g. the question; the Q-Former needs its
         text parts, ``has_text_input``): the text runs beside the queries, which attend to it (the paper's VQA
         fine-tuning); only the query outputs go on to the LLM."""
-        image_embeds = self.vision_model(
-            pixel_values, interpolate_pos_encoding=interpolate_pos_encoding
-        ).last_hidden_state
+        image_embeds = self.encode_image(pixel_values, image_embeds, interpolate_pos_encoding)
         image_embeds = image_embeds.astype(self.qformer.query_tokens.dtype)
         if qformer_input_ids is None:
             queries = self.qformer(image_embeds).last_hidden_state
@@ -130,13 +151,21 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
         image_features: paddle.Tensor | None,
         qformer_input_ids: paddle.Tensor | None = None,
         qformer_attention_mask: paddle.Tensor | None = None,
+        image_embeds: paddle.Tensor | None = None,
     ) -> paddle.Tensor:
-        if (pixel_values is None) == (image_features is None):
-            raise ValueError("pass exactly one of pixel_values and image_features")
+        given = [name for name, value in (("pixel_values", pixel_values), ("image_embeds", image_embeds),
+                                          ("image_features", image_features)) if value is not None]  # fmt: skip
+        if len(given) != 1:
+            raise ValueError(
+                f"pass exactly one of pixel_values, image_embeds and image_features (got {given or 'none'})"
+            )
         if image_features is not None:
             return image_features
         return self.get_image_features(
-            pixel_values, qformer_input_ids=qformer_input_ids, qformer_attention_mask=qformer_attention_mask
+            pixel_values,
+            qformer_input_ids=qformer_input_ids,
+            qformer_attention_mask=qformer_attention_mask,
+            image_embeds=image_embeds,
         )
 
     def _merge(
@@ -183,11 +212,13 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
         image_features: paddle.Tensor | None = None,
         qformer_input_ids: paddle.Tensor | None = None,
         qformer_attention_mask: paddle.Tensor | None = None,
+        image_embeds: paddle.Tensor | None = None,
     ) -> Blip2Output:
         """Logits (and the loss with ``labels``; -100 is ignored).
 
-        ``qformer_input_ids`` / ``qformer_attention_mask``: text for the Q-Former beside the queries (see
-        ``get_image_features``), one row per image.
+        The image as one of ``pixel_values``, ``image_embeds`` (the image encoder's output, e.g. cached) or
+        ``image_features`` (the LLM-side visual tokens). ``qformer_input_ids`` / ``qformer_attention_mask``: text
+        for the Q-Former beside the queries (see ``get_image_features``), one row per image.
 
         Decoder-only: ``labels`` [batch, L] align with the last L positions (``make_labels`` builds
         LAVIS's: prompt and padding masked). FlanT5: queries + ``input_ids`` feed the encoder and
@@ -195,7 +226,9 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
         """
         if input_ids is None:
             raise ValueError("input_ids are required (the prompt, or the text to score)")
-        features = self._image_features(pixel_values, image_features, qformer_input_ids, qformer_attention_mask)
+        features = self._image_features(
+            pixel_values, image_features, qformer_input_ids, qformer_attention_mask, image_embeds
+        )
         embeds, mask = self._merge(features, input_ids, attention_mask)
         lm = self.language_model
         if lm.is_decoder_only:
@@ -376,14 +409,19 @@ class Blip2Qformer(_Blip2Model, QFormerForPretraining):
         if config.freeze_vit:
             self.vision_model.freeze()
 
-    def encode_image(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
-        return self.vision_model(pixel_values).last_hidden_state
-
     def forward(
-        self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor, attention_mask: paddle.Tensor, **kwargs: Any
+        self,
+        pixel_values: paddle.Tensor | None = None,
+        input_ids: paddle.Tensor | None = None,
+        attention_mask: paddle.Tensor | None = None,
+        image_embeds: paddle.Tensor | None = None,
+        **kwargs: Any,
     ):
-        """The stage-1 losses (see ``QFormerForPretraining.forward``) from images."""
-        return super().forward(self.encode_image(pixel_values), input_ids, attention_mask, **kwargs)
+        """The stage-1 losses (see ``QFormerForPretraining.forward``) from images, or from ``image_embeds``
+        (the image encoder's output, e.g. from a feature cache of the frozen ViT)."""
+        if input_ids is None or attention_mask is None:
+            raise ValueError("stage 1 needs the captions: input_ids and attention_mask")
+        return super().forward(self.encode_image(pixel_values, image_embeds), input_ids, attention_mask, **kwargs)
 
     @paddle.no_grad()
     def extract_features(
