@@ -77,6 +77,21 @@ class DataArguments:
     skip_bad_samples: bool = field(
         default=False, metadata={"help": "Skip (and count) bad samples instead of stopping with an error."}
     )
+    feature_cache: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Train from the frozen ViT's features that blip2-train cache-features wrote to this directory "
+            "(no image decoding or ViT forward; needs --freeze_vit true). The features come from the eval transform "
+            "(resize), so the random crop and flip of training images do not apply: this is what the speed costs."
+        },
+    )
+    image_augmentation: bool = field(
+        default=True,
+        metadata={
+            "help": "Random resized crop and flip of training images (LAVIS: yes); false: the eval transform "
+            "(resize), what a feature cache holds."
+        },
+    )
 
 
 @dataclass
@@ -145,6 +160,13 @@ class VqaModelArguments(FinetuneModelArguments):
     """LAVIS has no BLIP-2 VQA fine-tuning recipe; the paper's VQA setting: ViT and Q-Former trained."""
 
     image_size: int = field(default=224, metadata={"help": "Input resolution (LAVIS's VQA evaluation: 224)."})
+    train_qformer_text_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Train only the Q-Former's text-only parts (word/position embeddings, text feed-forward layers), "
+            "all else frozen: the queries without text -- the model's captions -- stay exactly as they were."
+        },
+    )
 
 
 @dataclass

@@ -13,7 +13,11 @@ from collections.abc import Sequence
 
 logger = logging.getLogger("blip2_train")
 
-USAGE = "usage: blip2-train {stage1,stage2,finetune-caption,finetune-retrieval,finetune-vqa} [--help] [options]"
+USAGE = (
+    "usage: blip2-train {stage1,stage2,finetune-caption,finetune-retrieval,finetune-vqa,cache-features} "
+    "[--help] [options]"
+)
+CACHE_FEATURES = "cache-features"
 
 
 class StartupError(SystemExit):
@@ -74,12 +78,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .arguments import STAGES
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == CACHE_FEATURES:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from .cache_features import main as cache_features
+
+        return cache_features(argv[1:])
     if not argv or argv[0] not in STAGES:
         print(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     stage, rest = argv[0], argv[1:]
     check_device(rest)
     model_args, data_args, training_args = parse(stage, rest)
+    if data_args.feature_cache and not model_args.freeze_vit:
+        raise StartupError(
+            f"blip2-train {stage}: --feature_cache holds the features of a frozen vision encoder, but this run "
+            "trains the ViT (--freeze_vit false): pass --freeze_vit true to train from the cache, or drop "
+            "--feature_cache"
+        )
     from .run import run
 
     run(stage, model_args, data_args, training_args)

@@ -26,11 +26,18 @@ from blip2_data import (
     pre_caption,
 )
 
+from .feature_cache import FeatureCache, FeatureCacheError
+
 logger = logging.getLogger(__name__)
 
 REPLACED_KEY = "_replaced"  # notes of bad samples that an item stands in for
 ERROR_KEY = "bad_sample_error"  # a failed item's message, carried to the main process by the batch
 SKIPPED_BATCH_KEY = "resume_skipped_batch"  # a batch a resumed run passes over: nothing is decoded for it
+IMAGE_EMBEDS_KEY = "image_embeds"  # an item's features from the feature cache, in place of its pixels
+
+
+class CacheMissError(RuntimeError):
+    """The feature cache lacks a sample's image (it was made for other data): never skipped as a bad sample."""
 
 
 def parse_data_files(datasets: Sequence[str], data_files: Sequence[str] | None) -> list[tuple[str, list | None]]:
@@ -91,9 +98,11 @@ class TrainingSamples(Dataset):
         split_for_prefix_lm: bool = False,
         max_words: int = 50,
         defer_errors: bool = False,
+        augment: bool = True,
+        features: FeatureCache | None = None,
     ) -> None:
         super().__init__()
-        self.defer_errors = defer_errors
+        self.defer_errors, self.augment, self.features = defer_errors, augment, features
         self.dataset, self.image_config, self.seed = dataset, image_config, seed
         self.skip_bad_samples, self.split_for_prefix_lm, self.max_words = (
             skip_bad_samples,
@@ -108,17 +117,28 @@ class TrainingSamples(Dataset):
         describe = getattr(self.dataset, "describe", None)
         return describe(index) if describe else f"sample {index}"
 
+    def _image(self, sample: dict[str, Any], index: int, rng: random.Random) -> dict[str, np.ndarray]:
+        """``{"image": pixels}``, or ``{"image_embeds": features}`` read from the feature cache."""
+        if self.features is not None:
+            try:
+                return {IMAGE_EMBEDS_KEY: self.features.get(sample["image"])}
+            except BadSampleError as error:
+                raise BadSampleError(f"{self._describe(index)}: {error}") from error
+            except FeatureCacheError as error:  # not a bad sample: the cache is for other data
+                raise CacheMissError(f"{self._describe(index)}: {error}") from error
+        try:
+            return {"image": ImageProcessor(self.image_config, train=self.augment, rng=rng)(sample["image"])}
+        except Exception as error:
+            raise BadSampleError(f"{self._describe(index)}: cannot load image {sample['image']}: {error}") from error
+
     def _load(self, epoch: int, index: int) -> dict[str, Any]:
         sample = self.dataset[index]
         rng = random.Random(f"{self.seed}:{epoch}:{index}")  # this sample's augmentation, in any process
-        try:
-            image = ImageProcessor(self.image_config, train=True, rng=rng)(sample["image"])
-        except Exception as error:
-            raise BadSampleError(f"{self._describe(index)}: cannot load image {sample['image']}: {error}") from error
+        image = self._image(sample, index, rng)
         caption = pre_caption(sample["text_input"], self.max_words)
         if not caption:
             raise BadSampleError(f"{self._describe(index)}: caption {sample['text_input']!r} is empty once cleaned")
-        item = {"image": image, "text_input": caption, "image_id": int(sample["image_id"])}
+        item = {**image, "text_input": caption, "image_id": int(sample["image_id"])}
         if self.split_for_prefix_lm:
             item["text_input"], item["text_output"] = split_caption(caption, rng)
         return item
@@ -132,6 +152,10 @@ class TrainingSamples(Dataset):
             current = (index + attempt) % len(self)
             try:
                 item = self._load(epoch, current)
+            except CacheMissError as error:
+                if self.defer_errors:
+                    return {ERROR_KEY: str(error)}
+                raise
             except BadSampleError as error:
                 if not self.skip_bad_samples:
                     message = f"{error} (pass --skip_bad_samples to skip such samples)"
@@ -199,13 +223,20 @@ class TrainingCollator:
         for note in notes:
             logger.warning("skipped a bad sample: %s", note)
         batch = self.collator(items)
-        inputs = {key: batch[key] for key in ("pixel_values", "input_ids", "attention_mask")}
+        inputs = {**image_inputs(batch), "input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         if self.stage == "stage1":
             inputs["image_ids"] = batch["image_id"]
         else:
             inputs["labels"] = batch["labels"]
         inputs["bad_samples"] = np.asarray([len(notes)], dtype=np.int64)
         return inputs
+
+
+def image_inputs(batch: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The batch's images for the model: ``pixel_values``, or ``image_embeds`` from the feature cache."""
+    if IMAGE_EMBEDS_KEY in batch:
+        return {IMAGE_EMBEDS_KEY: np.stack(batch[IMAGE_EMBEDS_KEY]).astype(np.float32, copy=False)}
+    return {"pixel_values": batch["pixel_values"]}
 
 
 def raise_deferred_error(inputs: dict[str, Any]) -> None:

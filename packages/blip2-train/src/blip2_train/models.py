@@ -46,7 +46,7 @@ def read_bert_checkpoint(name_or_path: str) -> dict[str, np.ndarray]:
     raise FileNotFoundError(f"{directory}: no BERT weights ({' or '.join(BERT_WEIGHT_FILES)})")
 
 
-def _fit_image_size(model: Any, image_size: int) -> None:
+def fit_image_size(model: Any, image_size: int) -> None:
     if model.vision_model.config.image_size != image_size:
         model.vision_model.set_image_size(image_size)
     model.config.vision_config = dataclasses.replace(model.config.vision_config, image_size=image_size)
@@ -83,7 +83,7 @@ def build_stage1_model(
         logger.info(
             "Q-Former from %s: %d tensors loaded, %d fresh", qformer_init, len(report.loaded), len(report.fresh)
         )
-    _fit_image_size(model, image_size)
+    fit_image_size(model, image_size)
     _set_vit_frozen(model, freeze_vit)
     return model
 
@@ -124,9 +124,32 @@ def build_stage2_model(
             "stage-1 model it came from to keep them",
             source,
         )
-    _fit_image_size(model, image_size)
+    if qformer_text:  # saved in config.json: blip2-core's predict_answers then gives the question to the Q-Former
+        model.config.qformer_text_input = True
+    fit_image_size(model, image_size)
     _set_vit_frozen(model, freeze_vit)
     return model
+
+
+# What only the Q-Former's text passes through: the word and position embeddings and each layer's text feed-forward.
+# The queries share the self-attention and the embeddings' layer norm with the text, so those are not in it.
+_QFORMER_TEXT_ONLY = ("qformer.embeddings.word_embeddings.", "qformer.embeddings.position_embeddings.")
+
+
+def train_qformer_text_only(model: Any) -> list[str]:
+    """Freeze all but the Q-Former's text-only parameters (see ``_QFORMER_TEXT_ONLY``); returns their names.
+
+    The query path (the Q-Former without text, then the projection: a model's captions) then stays exactly as it
+    was, while the question still steers the queries through the shared self-attention."""
+    trained = []
+    for name, param in model.named_parameters():
+        text_only = name.startswith(_QFORMER_TEXT_ONLY) or (name.startswith("qformer.layers.") and ".ffn." in name)
+        param.stop_gradient = not text_only
+        if text_only:
+            trained.append(name)
+    if not trained:
+        raise ValueError("--train_qformer_text_only: this model's Q-Former has no text parts")
+    return trained
 
 
 def _recompute_layer(layer: nn.Layer) -> None:

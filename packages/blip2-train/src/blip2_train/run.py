@@ -12,8 +12,10 @@ from paddlenlp.trainer import set_seed
 from blip2_data import Blip2Collator, ImageProcessor, ImageProcessorConfig
 
 from .arguments import BASE_STAGE, Blip2TrainingArguments, DataArguments, ModelArguments
+from .cache_features import dataset_samples
 from .checkpoint import last_complete_checkpoint, load_weights, save_final_model
 from .data import TrainingCollator, TrainingSamples, load_training_data
+from .feature_cache import CacheKey, FeatureCache
 from .models import (
     build_stage1_model,
     build_stage2_model,
@@ -21,6 +23,7 @@ from .models import (
     enable_gradient_checkpointing,
     freeze_unused_heads,
     resolve_directory,
+    train_qformer_text_only,
 )
 from .trainer import Blip2Trainer
 from .vqa import VqaCollator, VqaTrainingSamples
@@ -111,17 +114,26 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
 
     # data first: a missing annotation file should not wait for a 1B-parameter model to load
     dataset = load_training_data(data_args.dataset, data_args.data_files, data_args.skip_bad_samples)
+    image_config = ImageProcessorConfig(image_size=model_args.image_size)
+    features = None
+    if data_args.feature_cache:
+        features = FeatureCache(data_args.feature_cache)
+        features.check_images([sample["image"] for sample in dataset_samples(dataset)])
     set_seed(args.seed)  # the same initial weights on every rank
     model = build_model(stage, model_args)
     if model_args.load_model_path:
         names = load_weights(model, model_args.load_model_path, require_all_trainable=False)
         logger.info("loaded %d weights from --load_model_path %s", len(names), model_args.load_model_path)
+    if getattr(model_args, "train_qformer_text_only", False):
+        logger.info("trained: the Q-Former's %d text-only tensors", len(train_qformer_text_only(model)))
     if args.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     logger.info("%s: %s", type(model).__name__, describe_parameters(model))
+    if features is not None:
+        features.check(CacheKey.of(model, image_config))  # the ViT as trained here (after --load_model_path)
+        logger.info("training from the features of %d images in %s", len(features), data_args.feature_cache)
 
     tokenizer = load_text_tokenizer(BASE_STAGE[stage], model_args)
-    image_config = ImageProcessorConfig(image_size=model_args.image_size)
     samples = (VqaTrainingSamples if stage == "finetune-vqa" else TrainingSamples)(
         dataset,
         image_config,
@@ -129,6 +141,8 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         skip_bad_samples=data_args.skip_bad_samples,
         split_for_prefix_lm=stage == "stage2" and not model.language_model.is_decoder_only,
         defer_errors=True,
+        augment=data_args.image_augmentation,
+        features=features,
     )
     model_kwargs = {}
     if BASE_STAGE[stage] == "stage1":

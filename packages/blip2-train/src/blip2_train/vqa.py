@@ -15,9 +15,17 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from blip2_data import BadSampleError, Blip2Collator, ImageProcessor, pre_question
+from blip2_data import BadSampleError, Blip2Collator, pre_question
 
-from .data import ERROR_KEY, REPLACED_KEY, SKIPPED_BATCH_KEY, TrainingCollator, TrainingSamples
+from .data import (
+    ERROR_KEY,
+    IMAGE_EMBEDS_KEY,
+    REPLACED_KEY,
+    SKIPPED_BATCH_KEY,
+    TrainingCollator,
+    TrainingSamples,
+    image_inputs,
+)
 
 ANSWER_WEIGHTS_KEY = "answer_weights"
 
@@ -27,16 +35,12 @@ class VqaTrainingSamples(TrainingSamples):
 
     def _load(self, epoch: int, index: int) -> dict[str, Any]:
         sample = self.dataset[index]
-        rng = random.Random(f"{self.seed}:{epoch}:{index}")
-        try:
-            image = ImageProcessor(self.image_config, train=True, rng=rng)(sample["image"])
-        except Exception as error:
-            raise BadSampleError(f"{self._describe(index)}: cannot load image {sample['image']}: {error}") from error
+        image = self._image(sample, index, random.Random(f"{self.seed}:{epoch}:{index}"))
         question = pre_question(sample["text_input"], self.max_words)
         if not question or not sample.get("answers"):
             raise BadSampleError(f"{self._describe(index)}: empty question or no answer")
         return {
-            "image": image,
+            **image,
             "text_input": question,
             "answers": list(sample["answers"]),
             "weights": [float(w) for w in sample["weights"]],
@@ -67,8 +71,11 @@ class VqaCollator(TrainingCollator):
             weights += row_weights
         llm = self.collator(rows)
         questions = self.qformer_collator([{"text_input": item["text_input"]} for item in items])
+        images = {key: [item[key] for item in items] for key in ("image", IMAGE_EMBEDS_KEY) if key in items[0]}
         return {
-            "pixel_values": np.stack([item["image"] for item in items]).astype(np.float32),
+            **image_inputs(
+                {"pixel_values": np.stack(images["image"]).astype(np.float32)} if "image" in images else images
+            ),
             "input_ids": llm["input_ids"],
             "attention_mask": llm["attention_mask"],
             "labels": llm["labels"],
