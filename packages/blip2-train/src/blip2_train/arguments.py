@@ -160,13 +160,6 @@ class VqaModelArguments(FinetuneModelArguments):
     """LAVIS has no BLIP-2 VQA fine-tuning recipe; the paper's VQA setting: ViT and Q-Former trained."""
 
     image_size: int = field(default=224, metadata={"help": "Input resolution (LAVIS's VQA evaluation: 224)."})
-    train_qformer_text_only: bool = field(
-        default=False,
-        metadata={
-            "help": "Train only the Q-Former's text-only parts (word/position embeddings, text feed-forward layers), "
-            "all else frozen: the queries without text -- the model's captions -- stay exactly as they were."
-        },
-    )
 
 
 @dataclass

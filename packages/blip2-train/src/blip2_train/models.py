@@ -124,32 +124,9 @@ def build_stage2_model(
             "stage-1 model it came from to keep them",
             source,
         )
-    if qformer_text:  # saved in config.json: blip2-core's predict_answers then gives the question to the Q-Former
-        model.config.qformer_text_input = True
     fit_image_size(model, image_size)
     _set_vit_frozen(model, freeze_vit)
     return model
-
-
-# What only the Q-Former's text passes through: the word and position embeddings and each layer's text feed-forward.
-# The queries share the self-attention and the embeddings' layer norm with the text, so those are not in it.
-_QFORMER_TEXT_ONLY = ("qformer.embeddings.word_embeddings.", "qformer.embeddings.position_embeddings.")
-
-
-def train_qformer_text_only(model: Any) -> list[str]:
-    """Freeze all but the Q-Former's text-only parameters (see ``_QFORMER_TEXT_ONLY``); returns their names.
-
-    The query path (the Q-Former without text, then the projection: a model's captions) then stays exactly as it
-    was, while the question still steers the queries through the shared self-attention."""
-    trained = []
-    for name, param in model.named_parameters():
-        text_only = name.startswith(_QFORMER_TEXT_ONLY) or (name.startswith("qformer.layers.") and ".ffn." in name)
-        param.stop_gradient = not text_only
-        if text_only:
-            trained.append(name)
-    if not trained:
-        raise ValueError("--train_qformer_text_only: this model's Q-Former has no text parts")
-    return trained
 
 
 def _recompute_layer(layer: nn.Layer) -> None:

@@ -23,7 +23,6 @@ from .models import (
     enable_gradient_checkpointing,
     freeze_unused_heads,
     resolve_directory,
-    train_qformer_text_only,
 )
 from .trainer import Blip2Trainer
 from .vqa import VqaCollator, VqaTrainingSamples
@@ -124,8 +123,6 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
     if model_args.load_model_path:
         names = load_weights(model, model_args.load_model_path, require_all_trainable=False)
         logger.info("loaded %d weights from --load_model_path %s", len(names), model_args.load_model_path)
-    if getattr(model_args, "train_qformer_text_only", False):
-        logger.info("trained: the Q-Former's %d text-only tensors", len(train_qformer_text_only(model)))
     if args.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     logger.info("%s: %s", type(model).__name__, describe_parameters(model))
