@@ -99,12 +99,17 @@ def reference_python(session: nox.Session) -> str:
     return python
 
 
+TRAINING_SIZES = ("tiny", "vitg-opt125m")  # the training bench (with OPT-2.7b: not measured, minutes per step)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Image encoding (img/s), captioning (captions/s) and peak RSS: ours vs HF transformers, fp32 and bf16, same
     config and weights; each run in a process of its own (for its peak RSS), the sides back to back.
 
-    nox -s bench                       tiny and ViT-g + OPT-125m shapes
+    nox -s bench                       tiny and ViT-g + OPT-125m shapes, and one stage-2 training step at both
+                                       (frozen ViT and LLM, batch as the column says): HF, ours, ours from the
+                                       feature cache
     nox -s bench -- vitg-opt2.7b       the real ViT-g + OPT-2.7b shape (a 15 GB checkpoint, ~8 minutes)
     """
     sizes = session.posargs or ["tiny", "vitg-opt125m"]
@@ -121,6 +126,14 @@ def bench(session: nox.Session) -> None:
         for dtype in ("float32", "bfloat16"):
             session.run(python, reference, *common, "--dtype", dtype, external=True, success_codes=[0, 1])
             session.run("python", ours, *common, "--dtype", dtype, env=env, success_codes=[0, 1])
+        if size in TRAINING_SIZES:  # one stage-2 training step: HF, ours, ours from the feature cache
+            train_reference, train_ours = (
+                str(ROOT / "tools/bench/train_reference.py"),
+                str(ROOT / "tools/bench/train_ours.py"),
+            )
+            session.run(python, train_reference, *common, external=True, success_codes=[0, 1])
+            session.run("python", train_ours, *common, success_codes=[0, 1])
+            session.run("python", train_ours, *common, "--feature_cache", success_codes=[0, 1])
     session.run("python", str(ROOT / "tools/bench/compare.py"), str(work), *sizes)
 
 

@@ -60,5 +60,33 @@ def main() -> None:
     )
 
 
+TRAINING_RUNS = [("train-reference", "HF"), ("train-ours", "ours"), ("train-ours-cache", "ours, cache")]
+
+
+def training_table(work: Path, sizes: list[str]) -> None:
+    """One stage-2 training step (tools/bench/train_*.py): samples/s and the ratios, the losses beside them."""
+    for size in sizes:
+        runs = {}
+        for side, label in TRAINING_RUNS:
+            file = work / size / f"{side}-float32.json"
+            runs[label] = json.loads(file.read_text()) if file.exists() else None
+        done = {label: run for label, run in runs.items() if run}
+        if not done:
+            continue
+        example = next(iter(done.values()))
+        loads = ", ".join(f"{label} {run['load_1m']:.1f}" for label, run in done.items())
+        print(f"\n{size} training, batch {example['batch']}, fp32: {example['step']}; load average: {loads}")
+        print(f"  {'':<14}" + "".join(f"{label:>13}" for _, label in TRAINING_RUNS))
+        for key, name, fmt in (("samples_per_s", "samples/s", ".3f"), ("seconds_per_step", "s/step", ".2f"),
+                               ("eval_loss", "loss (eval)", ".5f"), ("peak_rss_mb", "peak RSS MB", ".0f")):  # fmt: skip
+            print(
+                f"  {name:<14}" + "".join(f"{run[key]:>13{fmt}}" if run else f"{'failed':>13}" for run in runs.values())
+            )
+        for top, bottom in (("ours", "HF"), ("ours, cache", "HF"), ("ours, cache", "ours")):
+            if runs[top] and runs[bottom]:
+                print(f"  {top + ' / ' + bottom:<20} {runs[top]['samples_per_s'] / runs[bottom]['samples_per_s']:.2f}x")
+
+
 if __name__ == "__main__":
     main()
+    training_table(Path(sys.argv[1]), sys.argv[2:])
