@@ -76,9 +76,8 @@ def test_caption_prompt_is_masked_from_the_loss(assets):
 
 
 def test_finetune_caption_flant5(assets, tmp_path):
-    """FlanT5: the prompt into the encoder, the caption as the decoder's target. (The tiny frozen T5 is not
-    steered by the visual prefix within a test's steps, at any learning rate tried — nor in stage 2 on a fixed
-    batch — so this checks the batch and that the run trains and loads, not a falling loss.)"""
+    """FlanT5: the prompt into the encoder, the caption as the decoder's target; the loss falls as with OPT (the
+    tiny T5 without dropout: its dropout noise, 0.1 by default, hid the learning in 10 steps)."""
     from blip2_core.text_tokenizer import load_tokenizer
     from blip2_train.run import build_collator
 
@@ -86,11 +85,10 @@ def test_finetune_caption_flant5(assets, tmp_path):
         tmp_path / "t5", tiny.HERE.parents[1] / "blip2-core" / "tests" / "fixtures" / "t5" / "llm", 0.0
     )
     out = tmp_path / "caption-t5"
-    args = finetune_args("finetune-caption", assets, out, assets["data"], steps=3)
+    args = finetune_args("finetune-caption", assets, out, assets["data"])
     args += ["--model_name_or_path", str(assets["vision_no_dropout"]), "--text_model_name_or_path", str(llm)]
     tiny.train([*args, "--dataset", "custom_caption"], tmp_path)
-    curve = tiny.losses(out)
-    assert len(curve) == 3 and np.isfinite(curve).all()
+    assert_falls(tiny.losses(out))
     model = Blip2ForConditionalGeneration.from_pretrained(out)
     assert not model.language_model.is_decoder_only
     _, data_args, _ = parse("finetune-caption", ["--output_dir", "x", "--prompt", "a dog on "])
@@ -156,17 +154,15 @@ def test_finetune_vqa(assets, tmp_path):
 
 
 def test_finetune_vqa_flant5(assets, tmp_path):
-    """FlanT5: prompt with the question into the encoder, each answer a decoder target (see the caption test
-    for why no falling loss is asserted with the tiny T5)."""
+    """FlanT5: prompt with the question into the encoder, each answer a decoder target; the loss falls."""
     llm = tiny.write_llm(
         tmp_path / "t5", tiny.HERE.parents[1] / "blip2-core" / "tests" / "fixtures" / "t5" / "llm", 0.0
     )
     out = tmp_path / "vqa-t5"
-    args = finetune_args("finetune-vqa", assets, out, tiny.write_vqa(tmp_path / "vqa"), steps=3)
+    args = finetune_args("finetune-vqa", assets, out, tiny.write_vqa(tmp_path / "vqa"))
     args += ["--model_name_or_path", str(assets["vision_no_dropout"]), "--qformer_tokenizer", str(assets["bert"])]
     tiny.train([*args, "--text_model_name_or_path", str(llm), "--dataset", "coco_vqa"], tmp_path)
-    curve = tiny.losses(out)
-    assert len(curve) == 3 and np.isfinite(curve).all()
+    assert_falls(tiny.losses(out))
 
 
 def test_question_enters_the_qformer_beside_the_queries(assets):

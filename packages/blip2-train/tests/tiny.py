@@ -99,7 +99,7 @@ def write_llm(directory: Path, fixtures: Path, dropout: float = 0.1) -> Path:
     """blip2-core's tiny OPT (100 ids) with a WordPiece tokenizer whose ids all fit its vocabulary."""
     shutil.copytree(fixtures, directory)
     config = json.loads((directory / "config.json").read_text())
-    config["dropout"] = dropout
+    config["dropout_rate" if config["model_type"] == "t5" else "dropout"] = dropout  # T5 names it dropout_rate
     (directory / "config.json").write_text(json.dumps(config))
     write_bert_vocab(directory)
     return directory
