@@ -169,3 +169,51 @@ def test_flant5_gets_its_own_length_penalty_and_right_padded_prompts(t5_model, c
     caption_out = tmp_path / "t5-caption"
     assert main(caption_args(t5_model, coco_tree, caption_out, "--limit", "2", "--no_score")) == 0
     assert len(json.loads((caption_out / "results.json").read_text())) == 2
+
+
+def test_vqa_gives_the_question_to_a_qformer_that_reads_it(tmp_path, coco_tree, capsys):
+    """A model VQA-fine-tuned with the question beside the Q-Former's queries (config qformer_text_input, as
+    blip2-train finetune-vqa saves it): blip2-eval vqa reads qformer_tokenizer/ and gives the question to the
+    Q-Former too; without that folder it stops with a clear error."""
+    import shutil
+
+    import paddle
+    from conftest import OPT, QFORMER, VISION, write_wordpiece_tokenizer
+
+    from blip2_core import Blip2Config, Blip2ForConditionalGeneration
+    from blip2_core.text_tokenizer import load_tokenizer
+
+    values = {"model_type": "blip-2", "num_query_tokens": 4, "vision_config": VISION, "text_config": OPT,
+              "qformer_config": {**QFORMER, "use_qformer_text_input": True}}  # fmt: skip
+    config = Blip2Config.from_dict(values)
+    config.qformer_text_input = True
+    paddle.seed(1)
+    model = Blip2ForConditionalGeneration(config)
+    with paddle.no_grad():
+        model.language_projection.weight.set_value(model.language_projection.weight * 20)
+    directory = tmp_path / "blip2-vqa"
+    model.save_pretrained(directory)
+    write_wordpiece_tokenizer(directory)
+    (directory / "qformer_tokenizer").mkdir()
+    write_wordpiece_tokenizer(directory / "qformer_tokenizer")
+
+    out = tmp_path / "vqa"
+    assert main(vqa_args(directory, coco_tree, out)) == 0
+    results = json.loads((out / "results.json").read_text())
+    questions = json.loads((coco_tree / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())["questions"][:3]
+    loaded, tokenizer, processor = direct_model(directory)
+    pixels = paddle.to_tensor(
+        np.stack([processor(str(coco_tree / "images" / "val2014" / f"COCO_val2014_{q['image_id']:012d}.jpg"))
+                  for q in questions])
+    )  # fmt: skip
+    expected = loaded.predict_answers(
+        pixels, [q["question"].lower() for q in questions], tokenizer, prompt="Question: {} Short answer:",
+        num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=0.0,
+        qformer_tokenizer=load_tokenizer(directory / "qformer_tokenizer"),
+    )  # fmt: skip
+    assert [r["answer"] for r in results[:3]] == expected
+
+    shutil.rmtree(directory / "qformer_tokenizer")
+    assert main(vqa_args(directory, coco_tree, tmp_path / "vqa-again")) == 1
+    err = capsys.readouterr().err
+    assert "qformer_text_input" in err and "qformer_tokenizer" in err

@@ -151,6 +151,11 @@ def test_finetune_vqa(assets, tmp_path):
     ckpt = tiny.trainable_weights(out / "checkpoint-10")
     assert "qformer.embeddings.word_embeddings.weight" in ckpt
     assert (out / "qformer_tokenizer" / "vocab.txt").read_text() == (assets["bert"] / "vocab.txt").read_text()
+    # saved so that answering gives the question to the Q-Former too (blip2-predict, blip2-serve, blip2-eval)
+    assert model.config.qformer_text_input
+    from blip2_core.inference import Predictor
+
+    assert Predictor.load(str(out)).qformer_tokenizer is not None
 
 
 def test_finetune_vqa_flant5(assets, tmp_path):

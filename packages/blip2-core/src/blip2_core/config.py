@@ -35,6 +35,10 @@ class Blip2Config:
     text_name_or_path: str | None = None
     image_token_index: int | None = None
     freeze_vit: bool = True
+    # The Q-Former reads the question beside its queries when answering (VQA fine-tuned that way, as the paper's VQA
+    # fine-tuning; HF's InstructBLIP has the same idea). Off for every released BLIP-2 checkpoint. When on, the
+    # Q-Former's BERT tokenizer is saved in ``qformer_tokenizer/`` beside the weights.
+    qformer_text_input: bool = False
     vision_name_or_path: str | None = None
     bridge_name_or_path: str | None = None
     vision_and_bridge_name_or_path: str | None = None
@@ -44,6 +48,10 @@ class Blip2Config:
     def __post_init__(self) -> None:
         if isinstance(self.text_config, dict):
             self.text_config = TextConfig.from_dict(self.text_config)
+        if self.qformer_text_input and not self.qformer_config.has_text_input:
+            raise ValueError(
+                "qformer_text_input=true needs the Q-Former's text parts (qformer_config.has_text_input=true)"
+            )
 
     @property
     def num_query_tokens(self) -> int:
@@ -69,6 +77,7 @@ class Blip2Config:
             "use_decoder_only_language_model": self.use_decoder_only_language_model,
             "image_token_index": self.image_token_index,
             "freeze_vit": self.freeze_vit,
+            "qformer_text_input": self.qformer_text_input,
         }
 
     def save(self, directory: str | Path) -> None:
@@ -110,6 +119,7 @@ class Blip2Config:
             text_name_or_path=values.get("text_name_or_path"),
             image_token_index=values.get("image_token_index"),
             freeze_vit=values.get("freeze_vit", True),
+            qformer_text_input=bool(values.get("qformer_text_input", False)),
         )
 
     @classmethod

@@ -56,10 +56,14 @@ class GenerationSettings:
 
 
 class Predictor:
-    """A BLIP-2 model with its tokenizer and image processor."""
+    """A BLIP-2 model with its tokenizer and image processor (and the Q-Former's tokenizer for a model whose
+    Q-Former reads the question, ``config.qformer_text_input``)."""
 
-    def __init__(self, model: Any, tokenizer: Any, processor: Any, name: str = "") -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, processor: Any, name: str = "", qformer_tokenizer: Any = None
+    ) -> None:
         self.model, self.tokenizer, self.processor, self.name = model, tokenizer, processor, name
+        self.qformer_tokenizer = qformer_tokenizer
 
     @classmethod
     def load(
@@ -73,7 +77,7 @@ class Predictor:
     ) -> Predictor:
         """Load by name or path; errors (``OSError``/``ValueError``) say what is missing and what to pass."""
         from .modeling import Blip2ForConditionalGeneration
-        from .text_tokenizer import tokenizer_for_model
+        from .text_tokenizer import qformer_tokenizer_for_model, tokenizer_for_model
 
         model = Blip2ForConditionalGeneration.from_pretrained(
             name_or_path,
@@ -84,7 +88,9 @@ class Predictor:
         model.eval()
         model_path = Path(name_or_path) if Path(name_or_path).exists() else None
         tokenizer_ = tokenizer_for_model(model, name_or_path, tokenizer)
-        return cls(model, tokenizer_, _image_processor(model, model_path), name=str(name_or_path))
+        qformer_tokenizer = qformer_tokenizer_for_model(model, name_or_path)
+        processor = _image_processor(model, model_path)
+        return cls(model, tokenizer_, processor, name=str(name_or_path), qformer_tokenizer=qformer_tokenizer)
 
     @property
     def dtype(self) -> str:
@@ -108,11 +114,18 @@ class Predictor:
         return [f"{prompt.strip()} {text}".strip() if prompt else text for text in texts]
 
     def answer(self, pixels: Sequence[np.ndarray], questions: Sequence[str], settings: GenerationSettings) -> list[str]:
-        """Zero-shot VQA: one question per image."""
+        """VQA (zero-shot, or the question also in the Q-Former for a model fine-tuned so): one question per image,
+        cleaned as blip2-eval and LAVIS's question processor clean it (lower-cased, some punctuation dropped)."""
         import paddle
 
+        from blip2_data import pre_question
+
         return self.model.predict_answers(
-            paddle.to_tensor(np.stack(pixels)), list(questions), self.tokenizer, **settings.for_answers()
+            paddle.to_tensor(np.stack(pixels)),
+            [pre_question(question) for question in questions],
+            self.tokenizer,
+            qformer_tokenizer=self.qformer_tokenizer,
+            **settings.for_answers(),
         )
 
     def features(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
@@ -130,6 +143,7 @@ class Predictor:
             "image_size": config.vision_config.image_size,
             "llm": config.text_name_or_path,
             "decoder_only": self.model.language_model.is_decoder_only,
+            "question_in_qformer": bool(config.qformer_text_input),
             "caption_defaults": GenerationSettings().for_captions(),
             "answer_defaults": GenerationSettings().for_answers(),
         }

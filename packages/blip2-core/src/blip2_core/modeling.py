@@ -317,15 +317,32 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
         max_new_tokens: int = 10,
         min_new_tokens: int = 1,
         length_penalty: float = -1.0,
+        qformer_tokenizer: Any = None,
         **settings: Any,
     ) -> list[str]:
-        """Zero-shot VQA with the paper's settings (beam 5, at most 10 new tokens, length penalty -1).
+        """VQA with the paper's settings (beam 5, at most 10 new tokens, length penalty -1).
 
         One question per image; prompts are left-padded for a decoder-only LLM (LAVIS #188: right
-        padding wrecks accuracy).
+        padding wrecks accuracy). A model with ``config.qformer_text_input`` (VQA fine-tuned with the question
+        beside the Q-Former's queries) gets each question in the Q-Former too, in ``qformer_tokenizer``'s (BERT)
+        tokens; its visual tokens then depend on the question, so ``image_features`` cannot stand in for the pixels.
         """
         texts = [prompt.format(question) for question in questions]
         input_ids, attention_mask = tokenize(tokenizer, texts, left_pad=self.language_model.is_decoder_only)
+        if self.config.qformer_text_input:
+            if qformer_tokenizer is None:
+                raise ValueError(
+                    "this model reads the question in its Q-Former (config qformer_text_input): pass "
+                    "qformer_tokenizer, the Q-Former's BERT tokenizer (qformer_tokenizer/ in the model directory)"
+                )
+            if image_features is not None:
+                raise ValueError(
+                    "this model's visual tokens depend on the question (config qformer_text_input): pass "
+                    "pixel_values, not image_features"
+                )
+            qformer_ids, qformer_mask = tokenize(qformer_tokenizer, list(questions), left_pad=False)
+            image_features = self._image_features(pixel_values, None, qformer_ids, qformer_mask)
+            pixel_values = None
         ids = self.generate(
             pixel_values,
             input_ids,

@@ -23,6 +23,9 @@ TOKENIZER_FILES = [
     "spiece.model",
     "vocab.txt",
 ]
+# The Q-Former's BERT tokenizer inside a model directory whose Q-Former reads the question (config
+# qformer_text_input, written by blip2-train finetune-vqa).
+QFORMER_TOKENIZER_DIR = "qformer_tokenizer"
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
@@ -75,6 +78,39 @@ def tokenizer_for_model(model: Any, name_or_path: str | os.PathLike, tokenizer: 
             errors.append(str(error).replace("\n", "\n    "))
     tried = "".join(f"\n  - {error}" for error in errors) or "\n  - the model names no LLM whose tokenizer to use"
     raise ValueError(f"no tokenizer for {name}:{tried}\n  pass --tokenizer DIR (the LLM's tokenizer files)")
+
+
+def qformer_tokenizer_for_model(
+    model: Any, name_or_path: str | os.PathLike, qformer_tokenizer: str | None = None
+) -> Any:
+    """The Q-Former's (BERT) tokenizer of a model whose Q-Former reads the question (``config.qformer_text_input``):
+    ``qformer_tokenizer`` when given, else ``qformer_tokenizer/`` in the model directory (or Hub repo). None for any
+    other model (every released BLIP-2 checkpoint): its Q-Former reads no text.
+
+    Raises ``ValueError`` when the model needs one and none is found.
+    """
+    if not model.config.qformer_text_input:
+        return None
+    name = os.fspath(name_or_path)
+    if qformer_tokenizer:
+        candidate: str | Path = qformer_tokenizer
+    elif Path(name).exists():
+        candidate = Path(name) / QFORMER_TOKENIZER_DIR
+    else:  # a Hub repo id: only its qformer_tokenizer/ files
+        try:
+            candidate = hub.resolve(name, allow_patterns=[f"{QFORMER_TOKENIZER_DIR}/{f}" for f in TOKENIZER_FILES])
+            candidate = candidate / QFORMER_TOKENIZER_DIR
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"{name}: cannot fetch its Q-Former tokenizer ({QFORMER_TOKENIZER_DIR}/): {error}"
+            ) from None
+    if not Path(candidate).is_dir() or not (Path(candidate) / "vocab.txt").is_file():
+        raise ValueError(
+            f"{name}: its config says the Q-Former reads the question (qformer_text_input: true), but "
+            f"{candidate} holds no BERT tokenizer (vocab.txt); blip2-train finetune-vqa writes it there "
+            f"(or pass the Q-Former's tokenizer directory)"
+        )
+    return load_tokenizer(candidate)
 
 
 class TokenizerNotFoundError(FileNotFoundError):

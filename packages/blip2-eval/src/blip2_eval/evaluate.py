@@ -29,7 +29,13 @@ def run_evaluation(args: argparse.Namespace) -> int:
 
 def run_generation(args: argparse.Namespace, spec: EvalDataset, dataset: Any, files: list[str]) -> int:
     from .generation_tasks import CaptionTask, VqaTask
-    from .model_io import eval_image_processor, lavis_eos_token_ids, load_model, load_tokenizer_for
+    from .model_io import (
+        eval_image_processor,
+        lavis_eos_token_ids,
+        load_model,
+        load_qformer_tokenizer_for,
+        load_tokenizer_for,
+    )
     from .settings import settings_from_args
 
     process = current_process()
@@ -46,7 +52,7 @@ def run_generation(args: argparse.Namespace, spec: EvalDataset, dataset: Any, fi
     task = (
         CaptionTask(model, tokenizer, settings)
         if spec.task == "caption"
-        else VqaTask(model, tokenizer, settings, lemmatizer)
+        else VqaTask(model, tokenizer, settings, lemmatizer, load_qformer_tokenizer_for(model, args.model))
     )
     output_dir = Path(args.output_dir)
     pin_settings(output_dir, settings_record(args, spec, files, model, processor, settings, lemmatizer))

@@ -43,8 +43,17 @@ class CaptionTask:
 class VqaTask:
     key = "question_id"
 
-    def __init__(self, model: Any, tokenizer: Any, settings: GenerationSettings, lemmatizer: Any = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        settings: GenerationSettings,
+        lemmatizer: Any = None,
+        qformer_tokenizer: Any = None,
+    ) -> None:
         self.model, self.tokenizer, self.settings, self.lemmatizer = model, tokenizer, settings, lemmatizer
+        # a model whose Q-Former reads the question (config qformer_text_input) needs its BERT tokenizer too
+        self.qformer_tokenizer = qformer_tokenizer
 
     def __call__(self, batch: dict[str, Any]) -> list[dict]:
         import paddle
@@ -54,7 +63,12 @@ class VqaTask:
         questions = [pre_question(q) for q in batch["text_input"]]  # LAVIS: lower-cased, .!"()*#:;~ removed
         kwargs = self.settings.generate_kwargs()
         answers = self.model.predict_answers(
-            paddle.to_tensor(batch["pixel_values"]), questions, self.tokenizer, prompt=self.settings.prompt, **kwargs
+            paddle.to_tensor(batch["pixel_values"]),
+            questions,
+            self.tokenizer,
+            prompt=self.settings.prompt,
+            qformer_tokenizer=self.qformer_tokenizer,
+            **kwargs,
         )
         records = [{"question_id": int(q), "answer": a} for q, a in zip(batch["question_id"], answers)]
         if self.lemmatizer is not None and self.lemmatizer.active:

@@ -28,6 +28,16 @@ def load_tokenizer_for(model: Any, name_or_path: str, tokenizer: str | None) -> 
         raise EvalInputError(str(error)) from None
 
 
+def load_qformer_tokenizer_for(model: Any, name_or_path: str) -> Any:
+    """The Q-Former's tokenizer of a model whose Q-Former reads the question (blip2-core's rule), else None."""
+    from blip2_core.text_tokenizer import qformer_tokenizer_for_model
+
+    try:
+        return qformer_tokenizer_for_model(model, name_or_path)
+    except ValueError as error:
+        raise EvalInputError(str(error)) from None
+
+
 def eval_image_processor(model: Any, name_or_path: str, image_size: int | None) -> Any:
     """The model's own preprocessing (preprocessor_config.json) in eval mode, else CLIP's at the model's size."""
     from blip2_data import ImageProcessor, ImageProcessorConfig

@@ -124,6 +124,8 @@ def build_stage2_model(
             "stage-1 model it came from to keep them",
             source,
         )
+    if qformer_text:  # saved in config.json: blip2-core's predict_answers then gives the question to the Q-Former
+        model.config.qformer_text_input = True
     fit_image_size(model, image_size)
     _set_vit_frozen(model, freeze_vit)
     return model

@@ -9,6 +9,7 @@ from typing import Any
 import paddle
 from paddlenlp.trainer import set_seed
 
+from blip2_core.text_tokenizer import QFORMER_TOKENIZER_DIR
 from blip2_data import Blip2Collator, ImageProcessor, ImageProcessorConfig
 
 from .arguments import BASE_STAGE, Blip2TrainingArguments, DataArguments, ModelArguments
@@ -28,7 +29,6 @@ from .trainer import Blip2Trainer
 from .vqa import VqaCollator, VqaTrainingSamples
 
 logger = logging.getLogger("blip2_train")
-QFORMER_TOKENIZER_DIR = "qformer_tokenizer"
 TOKENIZER_FILES = ["*.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model"]
 
 
@@ -117,6 +117,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
     features = None
     if data_args.feature_cache:
         features = FeatureCache(data_args.feature_cache)
+        features.check_image_pipeline(image_config)  # before the model loads; its encoder is checked after
         features.check_images([sample["image"] for sample in dataset_samples(dataset)])
     set_seed(args.seed)  # the same initial weights on every rank
     model = build_model(stage, model_args)
