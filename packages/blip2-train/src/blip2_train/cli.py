@@ -95,9 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "trains the ViT (--freeze_vit false): pass --freeze_vit true to train from the cache, or drop "
             "--feature_cache"
         )
+    from .feature_cache import FeatureCacheError
     from .run import run
 
-    run(stage, model_args, data_args, training_args)
+    try:
+        run(stage, model_args, data_args, training_args)
+    except FeatureCacheError as error:  # the user's cache does not fit the run: the message says it all
+        raise StartupError(f"blip2-train {stage}: {error}") from error
     return 0
 
 
