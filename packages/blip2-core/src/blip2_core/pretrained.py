@@ -9,18 +9,22 @@ naming the LLM).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from blip2_eva_vit import cast_floating_point, fit_to_config
-from blip2_qformer import QFormerForPretraining, assign_weights
+from blip2_qformer import LoadReport, QFormerForPretraining, assign_weights
 
 from . import fetching, hub, model_names
 from .checkpoint_io import read_state_dict, write_safetensors
@@ -105,7 +109,8 @@ def _unknown_name_message(name: str, why: str) -> str:
 
 
 def _read(source: Source) -> dict[str, np.ndarray]:
-    return read_state_dict(source.path, trust_pickle=source.trusted)  # warns itself when it reads a pickle
+    # bf16 weights stay bf16 words until each is set into its parameter: no float32 copy of a bf16 checkpoint
+    return read_state_dict(source.path, trust_pickle=source.trusted, keep_bfloat16=True)  # warns for a pickle
 
 
 def _llm_weights(text_name_or_path: str, llm_type: str, trust_pickle: bool) -> dict[str, np.ndarray]:
@@ -135,6 +140,7 @@ def load_pretrained(
 ) -> ModelT:
     """Build ``model_class`` (``Blip2ForConditionalGeneration`` or ``Blip2Qformer``) and load its weights."""
     stage1 = issubclass(model_class, QFormerForPretraining)  # the Q-Former keeps its text parts and heads
+    _check_dtype(dtype)  # before anything is read
     source, entry = _locate(name_or_path, trust_pickle)
     config_file = source.path / CONFIG_FILE if source.path.is_dir() else None
     if config is not None:
@@ -167,16 +173,70 @@ def load_pretrained(
     if stage1:  # stage-1 models name the Q-Former heads at the top level, as QFormerForPretraining does
         weights = {k: v for k, v in weights.items() if not k.startswith(("language_", "opt_", "t5_"))}
     weights = _fit_vision(weights, config)
-    model = model_class(config)
-    report = assign_weights(model, weights, str(name_or_path))
+    with _without_random_init():  # every parameter gets the checkpoint's values: no memory, no time for others
+        model = model_class(config)
+    compiled = dtype == "bfloat16" and not stage1 and not _on_gpu()
+    # GPU: each weight goes straight into its parameter in ``dtype`` (no float32 copy of the model); CPU bf16: the
+    # image side is compiled and its dygraph weights freed before the LLM's are read, so the two never add up.
+    parts = (IMAGE_SIDE, ("language_model",)) if compiled else (None,)
+    report = LoadReport()
+    for children in parts:
+        _assign_part(model, weights, children, str(name_or_path), _planned_dtypes(model, dtype), report)
+        if children == IMAGE_SIDE:
+            _cast_on_cpu(model, dtype)
     report.log(str(name_or_path))
     model.load_report = report
     if not stage1:
         model.generation_config = _generation_config(source.path, model.generation_config, config, entry)
-    if dtype is not None:
-        cast(model, dtype)
+    if dtype is not None and not compiled:
+        cast(model, dtype)  # buffers, and a check; the parameters are already in dtype
     model.eval()
     return model
+
+
+IMAGE_SIDE = ("vision_model", "qformer", "language_projection")
+
+
+@contextlib.contextmanager
+def _without_random_init() -> Iterator[None]:
+    """Build a model whose parameters hold no memory and no random values until set (``paddle.LazyGuard``;
+    paddlenlp's LLMs also initialise their weights themselves unless told not to)."""
+    import paddle
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(paddle.LazyGuard())
+        if "paddlenlp" in sys.modules or importlib.util.find_spec("paddlenlp") is not None:
+            from paddlenlp.transformers.model_utils import no_init_weights
+
+            stack.enter_context(no_init_weights())
+        yield
+
+
+def _assign_part(
+    model: Any,
+    weights: dict[str, np.ndarray],
+    children: tuple[str, ...] | None,
+    source: str,
+    dtypes: dict[str, str],
+    report: LoadReport,
+) -> None:
+    """Set the weights of ``model``'s top-level ``children`` (all of it when None), taking them out of ``weights``;
+    adds what it missed to ``report``. Where it is the last part, keys left over are unexpected."""
+    if children is None:
+        part = assign_weights(model, weights, source, dtypes, consume=True)
+        report.missing += part.missing
+        report.unexpected += part.unexpected
+        return
+    for child in children:
+        prefix = child + "."
+        own = {k[len(prefix) :]: weights.pop(k) for k in list(weights) if k.startswith(prefix)}
+        plan = {k[len(prefix) :]: v for k, v in dtypes.items() if k.startswith(prefix)}
+        part = assign_weights(getattr(model, child), own, source, plan, consume=True)
+        report.missing += [prefix + k for k in part.missing]
+        report.unexpected += [prefix + k for k in part.unexpected]
+    if "language_model" in children:  # the last part
+        report.unexpected += list(weights)
+        weights.clear()
 
 
 def _fit_vision(weights: dict[str, np.ndarray], config: Blip2Config) -> dict[str, np.ndarray]:
@@ -261,13 +321,58 @@ def cast(model: Any, dtype: str) -> Any:
     """
     if dtype == "float32":
         return model
+    _check_dtype(dtype)
     if not _on_gpu():
         return _cast_on_cpu(model, dtype)
-    model.vision_model.cast(dtype)
-    if hasattr(model, "language_model"):
-        cast_floating_point(model.language_model, dtype)
-        cast_floating_point(model.language_projection, dtype)
+    for layer, keep in _cast_groups(model).values():
+        cast_floating_point(layer, dtype, keep)
     return model
+
+
+def _cast_groups(model: Any) -> dict[str, tuple[Any, tuple[type, ...]]]:
+    """What ``cast`` changes on a GPU, by top-level name: the vision encoder but its LayerNorms, the LLM and the
+    projection; the Q-Former stays float32."""
+    from paddle import nn
+
+    groups = {"vision_model": (model.vision_model, (nn.LayerNorm,))}
+    if hasattr(model, "language_model"):
+        groups["language_model"] = (model.language_model, ())
+        groups["language_projection"] = (model.language_projection, ())
+    return groups
+
+
+def _planned_dtypes(model: Any, dtype: str | None) -> dict[str, str]:
+    """The parameters ``cast`` would change, by state-dict key, and their new dtype: loading sets them so at once."""
+    import paddle
+
+    if dtype in (None, "float32") or not _on_gpu():
+        return {}
+    plan = {}
+    for name, (layer, keep) in _cast_groups(model).items():
+        for sub_name, sub in layer.named_sublayers(prefix=name, include_self=True):
+            if isinstance(sub, keep):
+                continue
+            for param_name, param in sub.named_parameters(include_sublayers=False):
+                if param.dtype == paddle.float32:
+                    plan[f"{sub_name}.{param_name}"] = dtype
+    return plan
+
+
+def running_dtype(model: Any) -> str:
+    """The dtype ``model`` computes in: "float32", "bfloat16", "float16", or, where its image side and LLM differ
+    (bfloat16 on a CPU), e.g. "image bfloat16 (compiled oneDNN), LLM float32"."""
+    from .compiled_image_encoder import CompiledImageEncoder
+
+    compiled = model.__dict__.get("get_image_features")  # set on the instance by the CPU bf16 cast
+    llm = _dtype_name(model.language_model.input_embeddings.weight.dtype)
+    if isinstance(compiled, CompiledImageEncoder):
+        return f"image {compiled.dtype} (compiled oneDNN), LLM {llm}"
+    image = _dtype_name(model.vision_model.patch_embed.weight.dtype)
+    return image if image == llm else f"image {image}, LLM {llm}"
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).replace("paddle.", "")
 
 
 def _on_gpu() -> bool:
@@ -276,9 +381,15 @@ def _on_gpu() -> bool:
     return paddle.is_compiled_with_cuda() and "gpu" in str(paddle.get_device())
 
 
-def _cast_on_cpu(model: Any, dtype: str) -> Any:
-    if dtype != "bfloat16":
+def _check_dtype(dtype: str | None) -> None:
+    if dtype not in (None, "float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype={dtype!r}: expected float32, bfloat16 or float16")
+    if dtype == "float16" and not _on_gpu():
         raise ValueError(f"dtype={dtype!r} needs a GPU (paddle has no {dtype} kernels on CPU); use bfloat16 or float32")
+
+
+def _cast_on_cpu(model: Any, dtype: str) -> Any:
+    _check_dtype(dtype)
     if not hasattr(model, "language_projection"):
         logger.warning("bfloat16 on CPU is for Blip2ForConditionalGeneration's image encoder; keeping float32")
         return model

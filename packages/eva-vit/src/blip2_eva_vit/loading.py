@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import paddle
 
-from ._shared import LoadReport, assign_weights
+from ._shared import LoadReport, assign_weights, in_dtype
 from .config import EvaVitConfig
 from .formats import convert_state_dict
 from .model import EvaVisionTransformer, resize_position_embedding
@@ -33,7 +33,7 @@ def fit_to_config(state: dict[str, np.ndarray], config: EvaVitConfig) -> tuple[d
         notes.append(f"dropped blocks {extra} (the model has {config.num_layers})")
     pos = state.get("pos_embed")
     if pos is not None and pos.shape[1] != config.num_positions:
-        resized = resize_position_embedding(paddle.to_tensor(pos, dtype="float32"), config.grid_size)
+        resized = resize_position_embedding(paddle.to_tensor(in_dtype(pos, "float32")), config.grid_size)
         state = {**state, "pos_embed": resized.numpy()}
         notes.append(f"resized pos_embed {tuple(pos.shape)} -> {tuple(resized.shape)}")
     return state, notes

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .bfloat16 import bf16_to_float32
+from .bfloat16 import BFLOAT16_WORDS, bf16_to_float32
 from .errors import CheckpointError
 from .restricted_unpickler import RestrictedUnpickler, extract_state_dict
 
@@ -16,7 +16,7 @@ _PADDLE_NAME_TABLE = "StructuredToParameterName@@"
 _PADDLE_BIG_PARAMS = "UnpackBigParamInfor@@"  # (sic) paddle's key for arrays split to fit protocol 2/3
 
 
-def read_paddle(path: Path) -> dict[str, np.ndarray]:
+def read_paddle(path: Path, keep_bfloat16: bool = False) -> dict[str, np.ndarray]:
     """The state dict in a ``paddle.save`` pickle, read with the restricted unpickler (bf16 widened to float32)."""
     with open(path, "rb") as f:
         obj = RestrictedUnpickler(f, path).load()
@@ -35,10 +35,12 @@ def read_paddle(path: Path) -> dict[str, np.ndarray]:
             raise CheckpointError(f"{path}: cannot reassemble split parameter {key!r}: {e}") from e
     state_dict = extract_state_dict(arrays, path, lambda v: isinstance(v, np.ndarray) and v.dtype.kind in "biufc")
     # paddle stores bfloat16 as uint16 numpy arrays (and paddle.load reads uint16 back as bfloat16).
-    return {
-        k: bf16_to_float32(v) if v.dtype == np.uint16 else np.require(v, requirements=["C", "W"])
-        for k, v in state_dict.items()
-    }
+    return {k: _bf16(v, keep_bfloat16) if v.dtype == np.uint16 else np.require(v, requirements=["C", "W"])
+            for k, v in state_dict.items()}  # fmt: skip
+
+
+def _bf16(words: np.ndarray, keep: bool) -> np.ndarray:
+    return np.ascontiguousarray(words).view(BFLOAT16_WORDS) if keep else bf16_to_float32(words)
 
 
 def _is_paddle_tensor_tuple(value: Any) -> bool:

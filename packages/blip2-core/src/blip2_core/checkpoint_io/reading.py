@@ -18,43 +18,47 @@ from .torch_zip import read_torch
 logger = logging.getLogger(__name__)
 
 
-def read_state_dict(path: str | os.PathLike, trust_pickle: bool = False) -> dict[str, np.ndarray]:
+def read_state_dict(
+    path: str | os.PathLike, trust_pickle: bool = False, keep_bfloat16: bool = False
+) -> dict[str, np.ndarray]:
     """Read a state dict from a checkpoint file or a model directory into numpy arrays.
 
     ``path`` is a file (``.safetensors``, ``.pth``/``.bin``/``.pt``, ``.pdparams``) or a directory holding one of
     ``model.safetensors``, ``model.safetensors.index.json`` (+ shards), ``pytorch_model.bin``,
     ``pytorch_model.bin.index.json`` (+ shards) or ``model_state.pdparams`` (looked for in that order).
     Pickle formats need ``trust_pickle=True``; they are still read with a restricted unpickler (see the package docs).
+    ``keep_bfloat16``: bf16 tensors of safetensors and paddle files come back as ``BFLOAT16_WORDS`` arrays instead
+    of float32 ones, for a loader that converts them one at a time (torch pickles are always widened).
     """
     path = Path(path)
     if path.is_dir():
-        return _read_directory(path, trust_pickle)
+        return _read_directory(path, trust_pickle, keep_bfloat16)
     if path.is_file():
-        return _read_file(path, trust_pickle)
+        return _read_file(path, trust_pickle, keep_bfloat16)
     raise FileNotFoundError(f"no checkpoint file or directory at {path}")
 
 
-def _read_directory(directory: Path, trust_pickle: bool) -> dict[str, np.ndarray]:
+def _read_directory(directory: Path, trust_pickle: bool, keep_bfloat16: bool) -> dict[str, np.ndarray]:
     for name in DIRECTORY_FILES:
         candidate = directory / name
         if not candidate.is_file():
             continue
         if name.endswith(".index.json"):
-            return _read_sharded(candidate, trust_pickle)
-        return _read_file(candidate, trust_pickle)
+            return _read_sharded(candidate, trust_pickle, keep_bfloat16)
+        return _read_file(candidate, trust_pickle, keep_bfloat16)
     present = sorted(p.name for p in directory.iterdir())[:20]
     raise CheckpointError(
         f"{directory} holds no checkpoint: looked for {', '.join(DIRECTORY_FILES)}; it contains {present or 'nothing'}"
     )
 
 
-def _read_file(path: Path, trust_pickle: bool) -> dict[str, np.ndarray]:
+def _read_file(path: Path, trust_pickle: bool, keep_bfloat16: bool) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        return read_safetensors(path)
+        return read_safetensors(path, keep_bfloat16)
     if suffix in TORCH_SUFFIXES or suffix in PADDLE_SUFFIXES:
         _check_trust(path, trust_pickle)
-        return read_torch(path) if suffix in TORCH_SUFFIXES else read_paddle(path)
+        return read_torch(path) if suffix in TORCH_SUFFIXES else read_paddle(path, keep_bfloat16)
     raise CheckpointError(
         f"{path}: unknown checkpoint type {suffix!r}; expected .safetensors, .pth/.bin/.pt (torch) or .pdparams (paddle)"
     )
@@ -71,7 +75,7 @@ def _check_trust(path: Path, trust_pickle: bool) -> None:
     logger.warning("%s is a pickle; reading it with a restricted unpickler that only rebuilds arrays", path)
 
 
-def _read_sharded(index_path: Path, trust_pickle: bool) -> dict[str, np.ndarray]:
+def _read_sharded(index_path: Path, trust_pickle: bool, keep_bfloat16: bool) -> dict[str, np.ndarray]:
     try:
         weight_map = json.loads(index_path.read_text())["weight_map"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
@@ -87,7 +91,7 @@ def _read_sharded(index_path: Path, trust_pickle: bool) -> dict[str, np.ndarray]
         raise CheckpointError(f"{index_path}: shard files missing from {directory}: {', '.join(missing)}")
     state_dict: dict[str, np.ndarray] = {}
     for name in shard_names:
-        state_dict.update(_read_file(directory / name, trust_pickle))
+        state_dict.update(_read_file(directory / name, trust_pickle, keep_bfloat16))
     absent = [key for key in weight_map if key not in state_dict]
     if absent:
         raise CheckpointError(

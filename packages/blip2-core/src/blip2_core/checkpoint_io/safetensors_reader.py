@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .bfloat16 import bf16_to_float32
+from .bfloat16 import BFLOAT16_WORDS, bf16_to_float32
 from .errors import CheckpointError, IncompleteCheckpointError
 
 _SAFETENSORS_DTYPES = {
@@ -34,12 +34,14 @@ _SAFETENSORS_DTYPES = {
 _MAX_HEADER_BYTES = 100 * 2**20
 
 
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_safetensors(path: str | os.PathLike, keep_bfloat16: bool = False) -> dict[str, np.ndarray]:
     """Read a ``.safetensors`` file into numpy arrays (bf16 widened to float32); no trust needed.
 
-    The file is memory-mapped: a tensor's bytes are read when it is used, so loading a 15 GB checkpoint
-    into a model does not hold a second 15 GB copy. Parsed here rather than with ``safetensors.numpy``,
-    which refuses bf16.
+    Each tensor is memory-mapped on its own: its bytes are read when it is used, and its pages leave the
+    process's memory when the array (and every view of it) is dropped, so loading a 15 GB checkpoint into a
+    model, one tensor after another, holds neither a second 15 GB copy nor the whole file mapped. Parsed here
+    rather than with ``safetensors.numpy``, which refuses bf16. ``keep_bfloat16``: bf16 tensors come back as
+    ``BFLOAT16_WORDS`` (no float32 copy; a loader converts them one at a time).
     """
     path = Path(path)
     file_size = path.stat().st_size
@@ -60,13 +62,10 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         ends = [info["data_offsets"][1] for name, info in header.items() if name != "__metadata__" and _has_end(info)]
         if ends and data_start + max(ends) > file_size:
             raise IncompleteCheckpointError(_incomplete(path, file_size, data_start + max(ends)))
-        # the arrays keep the mapping alive; it outlives the file object
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if file_size > data_start else b""
-    state_dict = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        state_dict[name] = _read_tensor(mapped, path, name, info, data_start, file_size)
+        state_dict = {}
+        for name, info in header.items():
+            if name != "__metadata__":
+                state_dict[name] = _read_tensor(f, path, name, info, data_start, file_size, keep_bfloat16)
     return state_dict
 
 
@@ -82,7 +81,9 @@ def _incomplete(path: Path, size: int, needed: int) -> str:
     )
 
 
-def _read_tensor(mapped: Any, path: Path, name: str, info: Any, data_start: int, file_size: int) -> np.ndarray:
+def _read_tensor(
+    file: Any, path: Path, name: str, info: Any, data_start: int, file_size: int, keep_bfloat16: bool
+) -> np.ndarray:
     try:
         dtype_name, shape, (begin, end) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
     except (KeyError, TypeError, ValueError):
@@ -95,6 +96,12 @@ def _read_tensor(mapped: Any, path: Path, name: str, info: Any, data_start: int,
         raise CheckpointError(f"{path}: tensor {name!r} offsets {begin}..{end} do not fit shape {shape} {dtype_name}")
     if count == 0:
         return np.empty(shape, dtype=dtype.newbyteorder("="))
-    array = np.frombuffer(mapped, dtype=dtype, count=count, offset=data_start + begin).reshape(shape)
+    # A mapping of this tensor's pages alone (the array keeps it alive; it is unmapped with the array).
+    start = data_start + begin
+    aligned = start - start % mmap.ALLOCATIONGRANULARITY
+    mapped = mmap.mmap(file.fileno(), data_start + end - aligned, offset=aligned, access=mmap.ACCESS_READ)
+    array = np.frombuffer(mapped, dtype=dtype, count=count, offset=start - aligned).reshape(shape)
     array = array.astype(dtype.newbyteorder("="), copy=False)
-    return bf16_to_float32(array) if dtype_name == "BF16" else array
+    if dtype_name != "BF16":
+        return array
+    return array.view(BFLOAT16_WORDS) if keep_bfloat16 else bf16_to_float32(array)

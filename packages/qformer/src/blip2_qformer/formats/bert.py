@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import paddle
 
+from .._shared import in_dtype
 from ..pretraining import QFormerForPretraining
 from .lavis import rename_bridge_key
 
@@ -66,7 +67,7 @@ def bert_to_qformer(state_dict: dict[str, Any], num_layers: int) -> tuple[dict[s
         if name is None or (layer and int(layer.group(1)) >= num_layers):
             unused.append(original)
             continue
-        value = np.asarray(value, dtype=np.float32)
+        value = in_dtype(np.asarray(value), "float32")
         if name.endswith(".weight") and value.ndim == 2 and not _NOT_LINEAR.search(name):
             value = value.T
         weights[name] = value
