@@ -94,7 +94,10 @@ class Predictor:
 
     @property
     def dtype(self) -> str:
-        return str(self.model.language_projection.weight.dtype).replace("paddle.", "")
+        """What runs: one dtype, or the image side's and the LLM's where they differ (CPU bfloat16)."""
+        from .pretrained import running_dtype
+
+        return running_dtype(self.model)
 
     def pixels(self, image: Any) -> np.ndarray:
         """One RGB PIL image -> the model's normalised input [3, size, size]."""
