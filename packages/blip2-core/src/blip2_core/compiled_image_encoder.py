@@ -202,8 +202,11 @@ class CompiledImageEncoder:
         interpolate_pos_encoding: bool = False,
         qformer_input_ids: Any = None,
         qformer_attention_mask: Any = None,
+        image_embeds: Any = None,
     ) -> paddle.Tensor:
         """``get_image_features``' arguments; the graph holds the queries-only path at the configured size."""
+        if image_embeds is not None:
+            raise ValueError("the compiled image encoder starts from pixels, not image_embeds; load in float32")
         if interpolate_pos_encoding:
             raise ValueError("the compiled image encoder runs its configured image size only; load in float32")
         if qformer_input_ids is not None:
