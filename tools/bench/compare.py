@@ -10,7 +10,8 @@ from pathlib import Path
 
 RUNS = [("reference", "float32", "HF fp32"), ("reference", "bfloat16", "HF bf16"),
         ("ours", "float32", "ours fp32"), ("ours", "bfloat16", "ours bf16")]  # fmt: skip
-METRICS = [("images_per_s", "img/s"), ("captions_per_s", "captions/s"), ("peak_rss_mb", "peak RSS MB")]
+METRICS = [("images_per_s", "img/s"), ("captions_per_s", "captions/s"), ("peak_rss_mb", "peak RSS MB"),
+           ("load_s", "load s")]  # fmt: skip
 RATIOS = [("ours fp32", "HF fp32"), ("ours bf16", "HF bf16"), ("ours bf16", "HF fp32"),
           ("ours bf16", "ours fp32"), ("HF bf16", "HF fp32")]  # fmt: skip
 
@@ -51,6 +52,7 @@ def main() -> None:
                 ratios = (
                     ", ".join(f"{name} {runs[top][key] / runs[bottom][key]:.2f}" for key, name in METRICS[:2])
                     + f", peak RSS {runs[top]['peak_rss_mb'] / runs[bottom]['peak_rss_mb']:.2f}"
+                    + f", load time {runs[top]['load_s'] / runs[bottom]['load_s']:.2f}"
                 )
                 print(f"  {top + ' / ' + bottom:<22} {ratios}")
     example = next((run for run in done.values()), {})

@@ -21,6 +21,7 @@ def main() -> None:
     threads = start_command_line_tool()  # as blip2-predict does: every core, MKL's AMD kernels
 
     import paddle
+    import paddlenlp.transformers  # noqa: F401  (before the timer, as HF's side imports transformers before its)
 
     from blip2_core import Blip2ForConditionalGeneration
 
