@@ -17,3 +17,16 @@ def test_traced_attention_equals_the_per_head_form():
     traced = paddle.jit.to_static(attention, input_spec=spec, full_graph=True)
     expected = Attention.forward(attention, x).numpy()
     np.testing.assert_allclose(traced(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_attention_equals_the_unfused_form():
+    """The GPU fp16/bf16 path (paddle's scaled_dot_product_attention, flash there) computes the same attention;
+    on a CPU it is a plain composition, so the two agree in float32 here (the flash kernel itself is not run)."""
+    paddle.seed(1)
+    attention = Attention(hidden_size=48, num_heads=4)
+    attention.eval()
+    q, k, v = (paddle.randn([2, 4, 17, 12]) for _ in range(3))
+    np.testing.assert_allclose(
+        attention.attend(q, k, v, fused=True).numpy(), attention.attend(q, k, v).numpy(), rtol=1e-5, atol=1e-6
+    )
+    assert attention.attend(q, k, v, fused=True).shape == [2, 17, 4, 12]

@@ -83,12 +83,21 @@ class Attention(nn.Layer):
         if self.q_bias is not None:
             q = q + self._heads_bias(self.q_bias)
             v = v + self._heads_bias(self.v_bias)
-        scores = paddle.matmul(q * self.scale, k, transpose_y=True)
-        probs = F.softmax(scores, axis=-1)
-        if self.dropout and self.training:
-            probs = F.dropout(probs, self.dropout)
-        context = paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([batch, tokens, width])
-        return self.proj(context)
+        context = self.attend(q, k, v, fused=_on_gpu_in_half_precision(q))
+        return self.proj(context.reshape([batch, tokens, width]))
+
+    def attend(self, q: paddle.Tensor, k: paddle.Tensor, v: paddle.Tensor, fused: bool = False) -> paddle.Tensor:
+        """softmax(q k^T / sqrt(head_dim)) v for [batch, heads, tokens, head_dim] inputs; [batch, tokens, heads,
+        head_dim] out. ``fused``: paddle's ``scaled_dot_product_attention`` (its flash kernel on a GPU in fp16/bf16;
+        a plain composition elsewhere, where it equals the unfused form, as the tests check on CPU)."""
+        dropout = self.dropout if self.training else 0.0
+        if fused:  # it takes [batch, tokens, heads, head_dim], and scales by 1/sqrt(head_dim) as self.scale does
+            q, k, v = (t.transpose([0, 2, 1, 3]) for t in (q, k, v))
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, training=self.training)
+        probs = F.softmax(paddle.matmul(q * self.scale, k, transpose_y=True), axis=-1)
+        if dropout:
+            probs = F.dropout(probs, dropout)
+        return paddle.matmul(probs, v).transpose([0, 2, 1, 3])
 
     def _forward_fused(self, x: paddle.Tensor) -> paddle.Tensor:
         """The same attention as one [hidden, 3 * hidden] matmul, for a traced graph (``paddle.jit``).
@@ -109,6 +118,10 @@ class Attention(nn.Layer):
         probs = F.softmax(paddle.matmul(q * self.scale, k, transpose_y=True), axis=-1)
         context = paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([batch, tokens, width])
         return self.proj(context)
+
+
+def _on_gpu_in_half_precision(x: paddle.Tensor) -> bool:
+    return x.dtype in (paddle.float16, paddle.bfloat16) and x.place.is_gpu_place()
 
 
 class Mlp(nn.Layer):
