@@ -90,13 +90,15 @@ def test_stage1_then_stage2_from_its_output(assets, tmp_path):
 
 
 def test_stage2_with_flant5(assets, tmp_path):
-    llm = tiny.write_llm(tmp_path / "t5", tiny.HERE.parents[1] / "blip2-core" / "tests" / "fixtures" / "t5" / "llm")
+    # without dropout (T5's and the Q-Former's): with it, 8 steps of the tiny model fall or not by chance
+    t5 = tiny.HERE.parents[1] / "blip2-core" / "tests" / "fixtures" / "t5" / "llm"
+    llm = tiny.write_llm(tmp_path / "t5", t5, dropout=0.0)
     out = tmp_path / "out"
     tiny.train(
         [
             "stage2",
             "--model_name_or_path",
-            str(assets["vision"]),
+            str(assets["vision_no_dropout"]),
             "--text_model_name_or_path",
             str(llm),
             "--data_files",
@@ -118,6 +120,6 @@ def test_stage2_with_flant5(assets, tmp_path):
         tmp_path,
     )
     curve = tiny.losses(out)
-    assert np.mean(curve[-3:]) < np.mean(curve[:3]), curve
+    assert np.mean(curve[-3:]) < np.mean(curve[:3]) - 0.05, curve
     model = Blip2ForConditionalGeneration.from_pretrained(out)
     assert not model.language_model.is_decoder_only
