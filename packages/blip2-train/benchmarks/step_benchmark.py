@@ -50,6 +50,9 @@ def current_rss_gib() -> float:
 
 
 def run_case(name: str, batch: int, steps: int) -> dict:
+    from blip2_core.command_line import start_command_line_tool
+
+    start_command_line_tool()  # as blip2-train does: every core, and MKL's fast path on AMD (before paddle computes)
     import paddle
 
     from blip2_core import Blip2Config, Blip2ForConditionalGeneration, Blip2Qformer

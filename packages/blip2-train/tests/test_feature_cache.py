@@ -17,9 +17,9 @@ from blip2_train.feature_cache import CacheKey, FeatureCache, FeatureCacheError
 STEPS = ["--max_steps", "3", "--warmup_steps", "1", "--learning_rate", "1e-3", "--save_steps", "3"]
 
 
-def cache_features(assets, cache, cwd, *extra, check=True, env=None):
+def cache_features(assets, cache, cwd, *extra, check=True, env=None, data=None, dataset="custom_caption"):
     args = ["cache-features", "--model_name_or_path", str(assets["vision_no_dropout"]), "--data_files",
-            assets["data"], "--dataset", "custom_caption", "--image_size", str(tiny.IMAGE_SIZE), "--batch_size", "3",
+            data or assets["data"], "--dataset", dataset, "--image_size", str(tiny.IMAGE_SIZE), "--batch_size", "3",
             "--shard_size", "5", "--output_dir", str(cache), *extra]  # fmt: skip
     environment = {**tiny.environment(), **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "blip2_train", *args], cwd=cwd, env=environment,
@@ -78,6 +78,21 @@ def test_loss_from_the_cache_equals_the_loss_from_the_images(assets, tmp_path, s
         # augmented images: another loss (what the cache gives up)
         tiny.train(stage_args(stage, assets, tmp_path / "augmented"), tmp_path)
         assert not np.allclose(tiny.losses(tmp_path / "augmented"), from_images, rtol=1e-4)
+
+
+def test_vqa_finetuning_with_a_frozen_vit_from_the_cache(assets, tmp_path):
+    """finetune-vqa (question into the Q-Former, weighted answers) with --freeze_vit true: the same losses."""
+    data = tiny.write_vqa(tmp_path / "vqa")
+    cache_features(assets, tmp_path / "cache", tmp_path, data=data, dataset="coco_vqa")
+    args = ["finetune-vqa", "--model_name_or_path", str(assets["vision_no_dropout"]), "--qformer_tokenizer",
+            str(assets["bert"]), "--text_model_name_or_path", str(assets["llm_no_dropout"]), "--dataset", "coco_vqa",
+            "--data_files", data, "--freeze_vit", "true", "--per_device_train_batch_size", "4", "--seed", "3",
+            *STEPS, *tiny.COMMON, "--max_txt_len", "16"]  # fmt: skip
+    tiny.train([*args, "--output_dir", str(tmp_path / "images"), "--image_augmentation", "false"], tmp_path)
+    tiny.train([*args, "--output_dir", str(tmp_path / "cached"), "--feature_cache", str(tmp_path / "cache")], tmp_path)
+    from_images = tiny.losses(tmp_path / "images")
+    assert len(from_images) == 3
+    np.testing.assert_allclose(tiny.losses(tmp_path / "cached"), from_images, rtol=1e-6)
 
 
 def test_cache_made_differently_is_refused_naming_what_differs(assets, tmp_path):
