@@ -4,12 +4,14 @@ training from the images (eval transform), and refused when it does not fit the 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
 import tiny
 
+import blip2_train
 from blip2_core import Blip2Qformer
 from blip2_data import ImageProcessor, ImageProcessorConfig
 from blip2_train.feature_cache import CacheKey, FeatureCache, FeatureCacheError
@@ -153,6 +155,21 @@ def test_each_process_writes_its_share(assets, tmp_path):
     assert set(single.index) == set(split.index)
     for path in single.index:
         np.testing.assert_allclose(split.get(path), single.get(path), rtol=1e-5, atol=1e-6)
+
+
+def test_cache_features_under_paddles_launcher(assets, tmp_path):
+    """Two processes started by paddle.distributed.launch: two shards and two parts, one cache of all images."""
+    entry = str(Path(blip2_train.__file__).parent / "__main__.py")  # the launcher starts a script
+    cache, log = tmp_path / "cache", tmp_path / "launch-log"
+    args = ["cache-features", "--model_name_or_path", str(assets["vision_no_dropout"]), "--data_files",
+            assets["data"], "--dataset", "custom_caption", "--image_size", str(tiny.IMAGE_SIZE), "--output_dir",
+            str(cache)]  # fmt: skip
+    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--backend", "gloo",
+               "--log_dir", str(log), entry, *args]  # fmt: skip
+    proc = subprocess.run(command, cwd=tmp_path, env=tiny.environment(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:] + "".join(p.read_text() for p in log.glob("workerlog.*"))
+    assert sorted(p.name for p in cache.glob("part-*.json")) == ["part-r000-of-002.json", "part-r001-of-002.json"]
+    assert len(FeatureCache(cache)) == 8
 
 
 def test_missing_cache_directory_says_how_to_make_one(tmp_path):
