@@ -6,13 +6,14 @@ python tools/bench/train_ours.py --size vitg-opt125m --work DIR --repeats 3 [--f
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import SIZES, current_rss_mb, parse_args, peak_rss_mb, timed, write_result  # noqa: E402
-from train_common import LEARNING_RATE, WEIGHT_DECAY, batch  # noqa: E402
+from train_common import LEARNING_RATE, WEIGHT_DECAY, batch, forget_result  # noqa: E402
 
 
 def main() -> None:
@@ -20,6 +21,8 @@ def main() -> None:
     if cached:
         sys.argv.remove("--feature_cache")
     args = parse_args("Our side of the training benchmark")
+    side = "train-ours-cache" if cached else "train-ours"
+    forget_result(args, side)
     from blip2_core.command_line import start_command_line_tool
 
     threads = start_command_line_tool()  # as blip2-train does: every core, MKL's AMD kernels
@@ -55,6 +58,7 @@ def main() -> None:
     if cached:
         # a cache of the batch's images, written as cache-features writes one; each step reads its rows back
         folder = args.work / args.size / "feature-cache"
+        shutil.rmtree(folder, ignore_errors=True)  # made anew each run, by this model
         paths = [str(folder / "images" / f"{i}.png") for i in range(images)]
         (folder / "images").mkdir(parents=True, exist_ok=True)
         rng = np.random.RandomState(2)
@@ -102,7 +106,7 @@ def main() -> None:
     }
     if cached:
         result["cache_check_s"] = key_s
-    write_result(args, "train-ours-cache" if cached else "train-ours", result)
+    write_result(args, side, result)
 
 
 if __name__ == "__main__":

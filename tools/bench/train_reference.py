@@ -16,11 +16,12 @@ from transformers import Blip2ForConditionalGeneration
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import SIZES, current_rss_mb, parse_args, peak_rss_mb, timed, write_result  # noqa: E402
-from train_common import LEARNING_RATE, WEIGHT_DECAY, batch  # noqa: E402
+from train_common import LEARNING_RATE, WEIGHT_DECAY, batch, forget_result  # noqa: E402
 
 
 def main() -> None:
     args = parse_args("HF transformers side of the training benchmark")
+    forget_result(args, "train-reference")
     vision, _, text, _, images, _ = SIZES[args.size]
     start = time.perf_counter()
     model = Blip2ForConditionalGeneration.from_pretrained(args.work / args.size / "model", dtype=torch.float32)
