@@ -11,15 +11,18 @@ def _pct(value) -> str:
 
 def _shortfalls(vqa: dict, chance: dict) -> list[str]:
     """Said plainly where the model is below chance."""
-    if vqa.get("overall", 0) >= chance["majority_answer"].get("overall", 0):
+    below = [name for name, value in vqa.get("perQuestionType", {}).items()
+             if value < chance["uniform_per_type"].get(name, 0) + 5]  # fmt: skip
+    if vqa.get("overall", 0) < chance["majority_answer"].get("overall", 0):
+        below.insert(0, "overall")
+    if not below:
         return []
-    return [
-        "**VQA is below chance.** The frozen LLM answers these questions correctly when the scene is written before",
-        "`</s>` as text (it was pre-trained that way), but not from the Q-Former's outputs: stage 2 trains on captions",
-        "only, and the soft prompt it learns drives captioning without carrying over to question answering. It often",
-        'answers with a word of the question ("what color is the triangle?" -> "triangle").',
-        "",
-    ]
+    return [f"**VQA is at or below chance for: {', '.join(below)}** (within 5 points of a uniform guess).", ""]
+
+
+def _losses(record: dict, name: str) -> str:
+    losses = record["losses"][name]
+    return f"{losses['first']['loss']:.3f} -> {losses['last']['loss']:.3f}"
 
 
 def write_model_card(directory: Path, record: dict) -> Path:
@@ -45,12 +48,19 @@ def write_model_card(directory: Path, record: dict) -> Path:
         f"{record['lm'].get('shape', '')} BPE tokenizer trained on the training text; pre-trained "
         f"{record['lm']['steps']} steps on that text (loss {record['lm']['first_loss']:.2f} -> "
         f"{record['lm']['last_loss']:.3f}), then frozen",
-        "- vision: EVA-ViT, 64 px input, patch 8, trained in stage 1 (no pre-trained encoder exists at this size), "
-        "frozen in stage 2",
+        "- vision: EVA-ViT, 64 px input, patch 8, trained in stage 1 (no pre-trained encoder exists at this size)"
+        + (" and in the VQA fine-tuning" if record["settings"]["vqa"].get("train_vit") else "")
+        + ", frozen in stage 2",
         f"- `blip2-train stage1` (ITC + ITM + ITG): {record['settings']['stage1']}; loss "
         f"{record['losses']['stage1']['first']['loss']:.3f} -> {record['losses']['stage1']['last']['loss']:.3f}",
         f"- `blip2-train stage2` (frozen ViT and LLM): {record['settings']['stage2']}; loss "
         f"{record['losses']['stage2']['first']['loss']:.3f} -> {record['losses']['stage2']['last']['loss']:.3f}",
+        f"- `blip2-train finetune-vqa` from that model (the question beside the Q-Former's queries and in the LLM "
+        f"prompt, answers weighted; ViT {'trained' if record['settings']['vqa'].get('train_vit') else 'frozen'}, "
+        f"LLM frozen): {record['settings']['vqa']}; loss {_losses(record, 'finetune_vqa')}",
+        f"- `blip2-train stage2` again from that model, on the captions (the Q-Former's query path drifted while it "
+        f"learnt to read questions; its question path is kept): {record['settings']['captions_again']}; loss "
+        f"{_losses(record, 'captions_again')}",
         f"- time: {record['train_seconds'] / 60:.1f} min training, {record['total_seconds'] / 60:.1f} min with the "
         f"evaluations, on {record['cpu']} (load average at the end {record['load_average_at_end'][0]:.1f}: the machine "
         "was shared); steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in record["timings_s"].items()),
@@ -98,9 +108,11 @@ def write_model_card(directory: Path, record: dict) -> Path:
         "",
         "## Files",
         "",
-        "`model.safetensors` + `config.json` (the whole stage-2 model, LLM included), `generation_config.json`,",
-        "the OPT BPE tokenizer (`vocab.json`, `merges.txt`), `preprocessor_config.json`, and `stage1/` (the stage-1",
-        "model with its ITC/ITM heads and BERT-style vocabulary, for retrieval). `scores.json` holds every figure.",
+        "`model.safetensors` + `config.json` (the whole model, LLM included; `qformer_text_input: true`: answers",
+        "give the question to the Q-Former too), `generation_config.json`, the OPT BPE tokenizer (`vocab.json`,",
+        "`merges.txt`), the Q-Former's WordPiece tokenizer (`qformer_tokenizer/`), `preprocessor_config.json`, and",
+        "`stage1/` (the stage-1 model with its ITC/ITM heads and BERT-style vocabulary, for retrieval).",
+        "`scores.json` holds every figure; `vqa_test_results.json` the test-split answers.",
         "",
     ]
     path = directory / "README.md"

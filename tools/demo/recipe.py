@@ -6,9 +6,12 @@
 2. The LLM's BPE tokenizer and the Q-Former's WordPiece vocabulary from the training text.
 3. A small OPT pre-trained on that text (``pretrain_lm.py``), frozen from then on.
 4. ``blip2-train stage1`` (ITC + ITM + ITG, the small ViT trained too), then ``blip2-train stage2`` on the frozen
-   LLM and ViT.
-5. The model directory: the stage-2 model with its LLM inside (nothing outside it is needed) and the stage-1
-   model in ``stage1/`` for retrieval.
+   LLM and ViT, then ``blip2-train finetune-vqa`` (the question beside the Q-Former's queries and in the LLM prompt,
+   the ten answers weighted; ViT and LLM frozen), then a short ``blip2-train stage2`` again on the captions, so
+   that the VQA step's changes to the Q-Former do not cost the captions.
+5. The model directory: that model with its LLM inside (nothing outside it is needed), the Q-Former's tokenizer
+   in ``qformer_tokenizer/`` (its answers read the question there) and the stage-1 model in ``stage1/`` for
+   retrieval.
 6. ``blip2-eval caption`` / ``vqa`` / ``retrieval`` on the held-out test split, ``blip2-eval caption`` on the
    shifted split, each next to a chance level computed here; ``scores.json`` and a model card ``README.md``.
 """
@@ -38,18 +41,22 @@ from tokenizers_for_shapes import bert_vocab, train_bpe  # noqa: E402
 PROFILES = {
     "full": {
         "data": {"train": 3000, "val": 100, "test": 300, "shifted": 200},
-        "lm_steps": 500,
+        "lm_steps": 300,
         "stage1": {"max_steps": 400, "batch": 32, "learning_rate": 1e-3, "warmup": 30},
-        "stage2": {"max_steps": 800, "batch": 32, "learning_rate": 1e-3, "warmup": 30},
+        "stage2": {"max_steps": 400, "batch": 32, "learning_rate": 1e-3, "warmup": 30},
+        "vqa": {"max_steps": 600, "batch": 32, "learning_rate": 5e-4, "warmup": 30},
+        "captions_again": {"max_steps": 150, "batch": 32, "learning_rate": 3e-4, "warmup": 10},
         "model": {},
     },
     "learning_test": {
         "data": {"train": 600, "val": 20, "test": 60, "shifted": 30},
-        "lm_steps": 200,
+        "lm_steps": 120,
         "stage1": {"max_steps": 100, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
-        "stage2": {"max_steps": 250, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
+        "stage2": {"max_steps": 200, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
+        "vqa": {"max_steps": 150, "batch": 16, "learning_rate": 5e-4, "warmup": 10},
+        "captions_again": {"max_steps": 30, "batch": 16, "learning_rate": 3e-4, "warmup": 5},
         "model": {"lm": {"num_hidden_layers": 2}},
-        "evaluations": ["caption"],  # CI time: the other evaluators have tests of their own
+        "evaluations": ["caption", "vqa"],  # CI time: the retrieval evaluator has tests of its own
     },
 }
 CAPTION_MAX_TXT_LEN = 16  # Q-Former tokens of the longest caption (13) with room
@@ -73,9 +80,9 @@ def tool(name: str) -> str:
     return str(path) if path.exists() else name
 
 
-def train_args(stage: dict, data: dict, output_dir: Path, max_txt_len: int) -> list[str]:
+def train_args(stage: dict, dataset: str, data_files: str, output_dir: Path, max_txt_len: int) -> list[str]:
     return [
-        "--dataset", "synthetic_shapes", "--data_files", f"{data['image_root']},{data['captions']}",
+        "--dataset", dataset, "--data_files", data_files,
         "--image_size", "64", "--max_txt_len", str(max_txt_len),
         "--per_device_train_batch_size", str(stage["batch"]), "--max_steps", str(stage["max_steps"]),
         "--learning_rate", str(stage["learning_rate"]), "--eta_min", str(stage["learning_rate"] / 10),
@@ -85,10 +92,27 @@ def train_args(stage: dict, data: dict, output_dir: Path, max_txt_len: int) -> l
     ]  # fmt: skip
 
 
+def vqa_training_file(split: dict, out: Path) -> Path:
+    """The split's VQAv2 questions + annotations as the rows ``blip2-train finetune-vqa`` reads (LAVIS's
+    vqa_train.json: image, question, the ten answers)."""
+    images = {str(row["image_id"]): row["image"] for row in json.loads(Path(split["captions"]).read_text())}
+    questions = {q["question_id"]: q for q in json.loads(Path(split["questions"]).read_text())["questions"]}
+    rows = []
+    for row in json.loads(Path(split["annotations"]).read_text())["annotations"]:
+        question = questions[row["question_id"]]
+        rows.append({
+            "question_id": row["question_id"], "question": question["question"],
+            "image": images[str(question["image_id"])], "answer": [a["answer"] for a in row["answers"]],
+        })  # fmt: skip
+    out.write_text(json.dumps(rows))
+    return out
+
+
 def package_model(stage1: Path, stage2: Path, out: Path) -> None:
-    """The stage-2 model with its frozen LLM inside (so nothing else is needed), stage 1 beside it."""
+    """The final model with its frozen LLM inside (so nothing else is needed) and its Q-Former tokenizer, stage 1
+    beside it."""
     from blip2_core import Blip2ForConditionalGeneration
-    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_core.text_tokenizer import QFORMER_TOKENIZER_DIR, load_tokenizer
     from blip2_data import ImageProcessor
 
     model = Blip2ForConditionalGeneration.from_pretrained(stage2)
@@ -97,6 +121,8 @@ def package_model(stage1: Path, stage2: Path, out: Path) -> None:
         shutil.rmtree(out)
     processor = ImageProcessor.from_pretrained(stage2)
     model.save_pretrained(out, tokenizer=load_tokenizer(stage2), image_processor=processor)
+    if (stage2 / QFORMER_TOKENIZER_DIR).is_dir():
+        shutil.copytree(stage2 / QFORMER_TOKENIZER_DIR, out / QFORMER_TOKENIZER_DIR)
     shutil.copytree(stage1, out / "stage1", ignore=shutil.ignore_patterns("checkpoint-*", "*.jsonl", "runs"))
 
 
@@ -181,30 +207,55 @@ def main(argv: list[str] | None = None) -> int:
     t = time.time()
     model = profile["model"]
     write_initial_stage1(bert, work / "init", vision=model.get("vision"), qformer=model.get("qformer"))
-    stage1, stage2 = work / "stage1", work / "stage2"
-    for d in (stage1, stage2):
+    stage1, stage2, vqa, final = work / "stage1", work / "stage2", work / "vqa", work / "captions"
+    for d in (stage1, stage2, vqa, final):
         shutil.rmtree(d, ignore_errors=True)
+    captions = f"{train['image_root']},{train['captions']}"
     run(
         [tool("blip2-train"), "stage1", "--model_name_or_path", str(work / "init"), "--freeze_vit", "false",
-         *train_args(profile["stage1"], train, stage1, CAPTION_MAX_TXT_LEN)],
+         *train_args(profile["stage1"], "synthetic_shapes", captions, stage1, CAPTION_MAX_TXT_LEN)],
         work / "stage1.log",
     )  # fmt: skip
     lap("stage1", t)
     t = time.time()
     run(
         [tool("blip2-train"), "stage2", "--model_name_or_path", str(stage1), "--text_model_name_or_path",
-         str(work / "llm"), *train_args(profile["stage2"], train, stage2, STAGE2_MAX_TXT_LEN)],
+         str(work / "llm"), *train_args(profile["stage2"], "synthetic_shapes", captions, stage2, STAGE2_MAX_TXT_LEN)],
         work / "stage2.log",
     )  # fmt: skip
     lap("stage2", t)
-    package_model(stage1, stage2, args.out)
+    t = time.time()
+    vqa_rows, vqa_settings = vqa_training_file(train, work / "vqa_train.json"), profile["vqa"]
+    run(
+        [tool("blip2-train"), "finetune-vqa", "--model_name_or_path", str(stage2), "--text_model_name_or_path",
+         str(work / "llm"), "--qformer_tokenizer", str(bert), "--freeze_vit", str(not vqa_settings.get("train_vit")).lower(), "--gradient_checkpointing",
+         "false", "--prompt", VQA_PROMPT,
+         *train_args(vqa_settings, "coco_vqa", f"{train['image_root']},{vqa_rows}", vqa, STAGE2_MAX_TXT_LEN)],
+        work / "vqa.log",
+    )  # fmt: skip
+    lap("finetune_vqa", t)
+    t = time.time()
+    run(  # the captions again: the Q-Former's query path drifted while it learnt to read questions
+        [tool("blip2-train"), "stage2", "--model_name_or_path", str(vqa), "--text_model_name_or_path",
+         str(work / "llm"), *train_args(profile["captions_again"], "synthetic_shapes", captions, final,
+                                        STAGE2_MAX_TXT_LEN)],
+        work / "captions_again.log",
+    )  # fmt: skip
+    shutil.copytree(vqa / "qformer_tokenizer", final / "qformer_tokenizer")
+    lap("captions_again", t)
+    package_model(stage1, final, args.out)
     train_seconds = round(time.time() - started, 1)
 
     record = {
         "profile": args.profile,
         "settings": profile,
         "lm": lm,
-        "losses": {"stage1": training_losses(stage1), "stage2": training_losses(stage2)},
+        "losses": {
+            "stage1": training_losses(stage1),
+            "stage2": training_losses(stage2),
+            "finetune_vqa": training_losses(vqa),
+            "captions_again": training_losses(final),
+        },  # fmt: skip
         "timings_s": timings,
         "train_seconds": train_seconds,
         "cpu": cpu_model(),

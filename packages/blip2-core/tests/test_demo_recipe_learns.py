@@ -1,6 +1,7 @@
 """The pipeline learns: the default model's recipe (tools/demo/recipe.py), smaller, with the same commands --
-synthetic data, LM pre-training, blip2-train stage1 and stage2, blip2-eval caption / vqa / retrieval -- must
-lower its losses and beat chance on held-out data by a clear margin. Checks the pipeline, not a shipped file."""
+synthetic data, LM pre-training, blip2-train stage1, stage2, finetune-vqa and stage2 again, blip2-eval caption and
+vqa -- must lower its losses and beat chance on held-out data by a clear margin. Checks the pipeline, not a
+shipped file."""
 
 import json
 import os
@@ -31,7 +32,7 @@ def record(tmp_path_factory):
         capture_output=True, text=True, env=env, timeout=1500,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((work / "model" / "scores.json").read_text())
+    return {**json.loads((work / "model" / "scores.json").read_text()), "model_dir": str(work / "model")}
 
 
 def test_every_training_loss_falls(record):
@@ -42,6 +43,8 @@ def test_every_training_loss_falls(record):
     for name in ("loss_itc", "loss_itm"):  # at this size they barely leave chance (see the model card)
         assert stage1["last"][name] <= stage1["first"][name], name
     assert stage2["last"]["loss"] < 0.6 * stage2["first"]["loss"]
+    vqa = record["losses"]["finetune_vqa"]
+    assert vqa["last"]["loss"] < 0.6 * vqa["first"]["loss"]
 
 
 def test_held_out_captions_beat_random_training_captions(record):
@@ -49,3 +52,20 @@ def test_held_out_captions_beat_random_training_captions(record):
     model, chance = record["metrics"]["caption"], record["chance"]["caption"]
     assert model["CIDEr"] > chance["CIDEr"] + 0.3, (model["CIDEr"], chance["CIDEr"])
     assert model["Bleu_4"] > 2 * chance["Bleu_4"], (model["Bleu_4"], chance["Bleu_4"])
+
+
+def test_held_out_answers_beat_chance(record):
+    # Chance: a uniform guess among the answers of each question type, and the most common training answer. At
+    # this size only the colours are learnt well (60% against 17%); shapes and positions stay near chance.
+    model, chance = record["metrics"]["vqa"], record["chance"]["vqa"]
+    assert model["overall"] > max(chance["uniform_overall"], chance["majority_answer"]["overall"]) + 2, model
+    colour = model["perQuestionType"]["what color"]
+    assert colour > 2.5 * chance["uniform_per_type"]["what color"], colour
+
+
+def test_the_model_reads_the_question_in_its_qformer(record):
+    from blip2_core import Blip2Config
+
+    model = Path(record["model_dir"])
+    assert Blip2Config.from_file(model / "config.json").qformer_text_input
+    assert (model / "qformer_tokenizer" / "vocab.txt").is_file()
