@@ -53,6 +53,20 @@ def test_bf16_visual_tokens_are_within_2_percent_of_float32(fp32_model, referenc
     assert actual.dtype == np.float32
 
 
+def test_the_bf16_graph_holds_the_vit_blocks_in_bf16_and_leaves_the_model_as_it_was(fp32_model, cache_dir):
+    before = {name: param.numpy().copy() for name, param in fp32_model.vision_model.named_parameters()}
+    sizes = {}
+    for dtype in ("float32", "bfloat16"):
+        graph = compiled.exported_graph(fp32_model, cache_dir, dtype)
+        sizes[dtype] = (graph / (compiled.GRAPH_NAME + ".pdiparams")).stat().st_size
+    blocks = sum(int(np.prod(p.shape)) for p in fp32_model.vision_model.blocks.parameters())
+    # the blocks' weights are stored in 2 bytes instead of 4 (LayerNorms, 4 per block, stay float32)
+    assert sizes["float32"] - sizes["bfloat16"] > 0.9 * 2 * blocks
+    for name, param in fp32_model.vision_model.named_parameters():
+        assert param.dtype == paddle.float32, name
+        np.testing.assert_array_equal(param.numpy(), before[name])
+
+
 def test_the_export_is_cached_on_disk_and_keyed_by_the_weights(fp32_model, cache_dir, monkeypatch):
     first = compiled.exported_graph(fp32_model, cache_dir)
     monkeypatch.setattr(compiled, "export_image_side", lambda *a: pytest.fail("exported again"))

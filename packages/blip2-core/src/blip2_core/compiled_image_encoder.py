@@ -2,8 +2,9 @@
 
 paddle's CPU dygraph has no bfloat16 matmul kernel, so a bf16 image encoder on CPU runs through Paddle
 Inference: the image side is exported once with ``paddle.jit`` to a static graph, cached on disk under a key
-made of the model's config, a fingerprint of its weights, the image size and paddle's version, and then run by
-oneDNN with its bf16 passes on (on a CPU with avx512_bf16 or AMX). It is part of the paddlepaddle wheel: no
+made of the model's config, a fingerprint of its weights, the image size, the dtype and paddle's version, and
+run by oneDNN. In bfloat16 the ViT's blocks are saved in bf16 and run by oneDNN's bf16 kernels (fast on a CPU
+with avx512_bf16 or AMX); the embedding and the Q-Former stay float32. It is part of the paddlepaddle wheel: no
 extra dependency. The LLM's decode loop stays in dygraph fp32.
 
 OpenVINO was measured too and is not used (see the README's speed section): it reads the graph only through
@@ -12,12 +13,14 @@ ONNX, and paddle2onnx cannot write a ViT-g + Q-Former ONNX file (over protobuf's
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ from paddle import nn
 logger = logging.getLogger(__name__)
 
 # Bumped when the exported graph changes for the same model, so that old cache entries are not reused.
-EXPORT_FORMAT = 2
+EXPORT_FORMAT = 3
 GRAPH_NAME = "image_features"
 
 
@@ -53,18 +56,44 @@ def compiled_cache_dir() -> Path:
 
 
 class _ImageSide(nn.Layer):
-    """What ``get_image_features`` runs, as one layer that ``paddle.jit`` can trace."""
+    """What ``get_image_features`` runs, as one layer that ``paddle.jit`` can trace; ``blocks_dtype``: the dtype the
+    ViT's blocks run in (its embedding and the Q-Former stay float32)."""
 
-    def __init__(self, model: nn.Layer) -> None:
+    def __init__(self, model: nn.Layer, blocks_dtype: str = "float32") -> None:
         super().__init__()
         self.vision_model = model.vision_model
         self.qformer = model.qformer
         self.language_projection = model.language_projection
+        self.blocks_dtype = blocks_dtype
 
     def forward(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
-        image_embeds = self.vision_model(pixel_values).last_hidden_state
-        queries = self.qformer(image_embeds).last_hidden_state
+        hidden = self.vision_model.embed(pixel_values).astype(self.blocks_dtype)
+        for block in self.vision_model.blocks:
+            hidden = block(hidden)
+        queries = self.qformer(hidden.astype("float32")).last_hidden_state
         return self.language_projection(queries)
+
+
+@contextlib.contextmanager
+def _blocks_cast_to(model: nn.Layer, dtype: str) -> Iterator[None]:
+    """The ViT's blocks in ``dtype`` (LayerNorms kept float32) while the graph is traced; their float32 weights
+    put back after, so that the model is as it was."""
+    swapped = []
+    for block in model.vision_model.blocks:
+        for layer in block.sublayers(include_self=True):
+            if isinstance(layer, nn.LayerNorm):
+                continue
+            for param in layer.parameters(include_sublayers=False):
+                if param.dtype == paddle.float32:
+                    kept = paddle.empty([0])
+                    param._share_buffer_to(kept)  # holds the float32 storage (no public call swaps it)
+                    param.astype(dtype)._share_buffer_to(param)
+                    swapped.append((param, kept))
+    try:
+        yield
+    finally:
+        for param, kept in swapped:
+            kept._share_buffer_to(param)
 
 
 def weights_fingerprint(layer: nn.Layer, samples: int = 64) -> str:
@@ -82,13 +111,14 @@ def weights_fingerprint(layer: nn.Layer, samples: int = 64) -> str:
     return digest.hexdigest()
 
 
-def cache_key(model: nn.Layer, image_size: int) -> str:
+def cache_key(model: nn.Layer, image_size: int, dtype: str = "float32") -> str:
     config = model.config
     described = json.dumps(
         {
             "format": EXPORT_FORMAT,
             "paddle": paddle.__version__,
             "image_size": image_size,
+            "dtype": dtype,
             "vision": repr(config.vision_config),
             "qformer": repr(config.qformer_config),
             "weights": weights_fingerprint(_ImageSide(model)),
@@ -98,23 +128,30 @@ def cache_key(model: nn.Layer, image_size: int) -> str:
     return hashlib.sha256(described.encode()).hexdigest()[:24]
 
 
-def export_image_side(model: nn.Layer, directory: Path) -> Path:
-    """Trace ViT + Q-Former + projection for any batch size and save the graph into ``directory``."""
+def export_image_side(model: nn.Layer, directory: Path, dtype: str = "float32") -> Path:
+    """Trace ViT + Q-Former + projection for any batch size and save the graph into ``directory``.
+
+    bfloat16: the ViT's blocks are traced and saved in bf16 (half the file, half the predictor's memory) and run
+    by oneDNN's bf16 kernels as they are; Paddle Inference's own bf16 conversion of a float32 graph
+    (``enable_onednn_bfloat16``) took about 100 s per load for ViT-g and kept the float32 weights beside the bf16
+    ones. The embedding and the Q-Former stay float32 (oneDNN fails on the bf16 patch embedding's output).
+    """
     size = model.config.vision_config.image_size
     spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "pixel_values")]
-    side = _ImageSide(model)
+    side = _ImageSide(model, dtype)
     side.eval()
-    static = paddle.jit.to_static(side, input_spec=spec, full_graph=True)
-    paddle.jit.save(static, str(directory / GRAPH_NAME))
+    with _blocks_cast_to(model, dtype) if dtype != "float32" else contextlib.nullcontext():
+        static = paddle.jit.to_static(side, input_spec=spec, full_graph=True)
+        paddle.jit.save(static, str(directory / GRAPH_NAME))
     return directory
 
 
-def exported_graph(model: nn.Layer, cache_dir: Path | None = None) -> Path:
+def exported_graph(model: nn.Layer, cache_dir: Path | None = None, dtype: str = "float32") -> Path:
     """The folder holding the model's exported image side: found in the cache, or exported once into it."""
     from filelock import FileLock
 
     root = Path(cache_dir) if cache_dir is not None else compiled_cache_dir()
-    target = root / cache_key(model, model.config.vision_config.image_size)
+    target = root / cache_key(model, model.config.vision_config.image_size, dtype)
     if (target / "done").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -124,7 +161,7 @@ def exported_graph(model: nn.Layer, cache_dir: Path | None = None) -> Path:
         logger.info("exporting the image encoder once into %s (a minute for ViT-g)", target)
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=root))
         try:
-            export_image_side(model, staging)
+            export_image_side(model, staging, dtype)
             (staging / "done").write_text(paddle.__version__ + "\n")
             if target.exists():
                 shutil.rmtree(target)  # an interrupted export (no "done")
@@ -170,9 +207,7 @@ class CompiledImageEncoder:
         config.disable_glog_info()
         # As many threads as dygraph uses: use_all_cores() records its count, paddle's own default is one.
         config.set_cpu_math_library_num_threads(threads or int(os.environ.get("BLIP2_NUM_THREADS") or 1))
-        config.enable_onednn()
-        if dtype == "bfloat16":
-            config.enable_onednn_bfloat16()
+        config.enable_onednn()  # a bf16 graph's ops pick oneDNN's bf16 kernels by their own dtype
         self._predictor = inference.create_predictor(config)
         self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
         self._output_name = self._predictor.get_output_names()[0]
@@ -190,7 +225,7 @@ class CompiledImageEncoder:
         ``release_model_weights``: free the dygraph ViT and Q-Former weights before the predictor loads its own
         copy, so that the two never sit in memory together (``model.vision_model`` cannot run after).
         """
-        directory = exported_graph(model, Path(cache_dir) if cache_dir is not None else None)
+        directory = exported_graph(model, Path(cache_dir) if cache_dir is not None else None, dtype)
         if release_model_weights:
             release_weights(model.vision_model)
             release_weights(model.qformer)
