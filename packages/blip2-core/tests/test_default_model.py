@@ -35,6 +35,8 @@ def test_the_model_directory_is_complete_and_small():
     for name in ("vocab.json", "merges.txt", "preprocessor_config.json", "generation_config.json", "README.md"):
         assert (MODEL / name).is_file(), name
     assert default_stage1_path() is not None
+    # its answers give the question to the Q-Former too (VQA fine-tuned so), in its own WordPiece tokens
+    assert config.qformer_text_input and (MODEL / "qformer_tokenizer" / "vocab.txt").is_file()
     size = sum(p.stat().st_size for p in MODEL.rglob("*") if p.is_file())
     assert size < 40 * 2**20, size
 
