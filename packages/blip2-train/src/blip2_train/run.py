@@ -165,4 +165,8 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         logger.info("final model written to %s (loads with %s.from_pretrained)", args.output_dir, type(model).__name__)
     if trainer.bad_samples:
         logger.warning("skipped %d bad samples in this run", trainer.bad_samples)
+    if paddle.distributed.get_world_size() > 1:
+        # Every rank leaves together: a rank that exits while rank 0 still writes the final model closes its gloo
+        # connections under rank 0, which then aborts (seen in the two-process test, twice in eight runs).
+        paddle.distributed.barrier()
     return result
