@@ -25,6 +25,15 @@ def _losses(record: dict, name: str) -> str:
     return f"{losses['first']['loss']:.3f} -> {losses['last']['loss']:.3f}"
 
 
+def _vit_accuracy(vit: dict) -> str:
+    accuracy = vit["held_out_accuracy"]
+    return "; ".join(
+        f"{slot} group "
+        + ", ".join(f"{what} {100 * accuracy[f'{slot}_{what}']:.0f}%" for what in ("colour", "shape", "count"))
+        for slot in ("top", "bottom")
+    )
+
+
 def write_model_card(directory: Path, record: dict) -> Path:
     m, chance = record["metrics"], record["chance"]
     cap, vqa, ret = m["caption"], m["vqa"], m["retrieval"]
@@ -48,9 +57,18 @@ def write_model_card(directory: Path, record: dict) -> Path:
         f"{record['lm'].get('shape', '')} BPE tokenizer trained on the training text; pre-trained "
         f"{record['lm']['steps']} steps on that text (loss {record['lm']['first_loss']:.2f} -> "
         f"{record['lm']['last_loss']:.3f}), then frozen",
-        "- vision: EVA-ViT, 64 px input, patch 8, trained in stage 1 (no pre-trained encoder exists at this size)"
-        + (" and in the VQA fine-tuning" if record["settings"]["vqa"].get("train_vit") else "")
-        + ", frozen in stage 2",
+        "- vision: EVA-ViT, 64 px input, patch 8, position table started as sines and cosines; no pre-trained "
+        "encoder exists at this size, so it is pre-trained first (`tools/demo/pretrain_vit.py`, EVA-CLIP's stand-in) "
+        f"{record['vit']['steps']} steps to name each group's colour, shape and count from the training captions "
+        f"(loss {record['vit']['first_loss']:.2f} -> {record['vit']['last_loss']:.3f}; on {record['vit']['held_out_images']} "
+        f"held-out training images: {_vit_accuracy(record['vit'])}), then frozen in stages 1 and 2 as BLIP-2 keeps "
+        "EVA-ViT frozen"
+        + (
+            "; trained again with the Q-Former in the VQA fine-tuning, as the paper does"
+            if record["settings"]["vqa"].get("train_vit")
+            else ""
+        )
+        + "; training images are only resized (no random crop: it would cut out shapes the captions count)",
         f"- `blip2-train stage1` (ITC + ITM + ITG): {record['settings']['stage1']}; loss "
         f"{record['losses']['stage1']['first']['loss']:.3f} -> {record['losses']['stage1']['last']['loss']:.3f}",
         f"- `blip2-train stage2` (frozen ViT and LLM): {record['settings']['stage2']}; loss "
