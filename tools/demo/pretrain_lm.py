@@ -13,7 +13,6 @@ Loss is on what follows ``</s>``. In stage 2 the Q-Former's outputs take the pla
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 from collections import defaultdict
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from short_training import adamw_warmup_cosine, optimise
 
 VQA_PROMPT = "Question: {} Answer:"  # blip2-core's (blip2-predict --question); the recipe evaluates with it too
 OPT_SHAPE = {"hidden_size": 128, "num_hidden_layers": 3, "ffn_dim": 512, "num_attention_heads": 4}
@@ -167,12 +167,7 @@ def pretrain(
     paddle.seed(seed)
     model = LanguageModel(TextConfig.from_dict(config))
     model.train()
-    warmup = max(1, steps // 20)
-    schedule = paddle.optimizer.lr.LambdaDecay(
-        learning_rate,
-        lambda s: (s + 1) / warmup if s < warmup else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup))),
-    )  # fmt: skip
-    optimizer = paddle.optimizer.AdamW(schedule, parameters=model.parameters(), weight_decay=0.01)
+    optimizer, schedule = adamw_warmup_cosine(model.parameters(), learning_rate, steps, weight_decay=0.01, floor=0.05)
     order = np.random.RandomState(seed)
     losses = []
     for step in range(steps):
@@ -188,11 +183,7 @@ def pretrain(
         loss = paddle.nn.functional.cross_entropy(
             logits[:, :-1].reshape([-1, logits.shape[-1]]), paddle.to_tensor(labels[:, 1:].reshape([-1, 1])), ignore_index=-100
         )  # fmt: skip
-        loss.backward()
-        optimizer.step()
-        optimizer.clear_grad()
-        schedule.step()
-        losses.append(float(loss))
+        losses.append(optimise(loss, optimizer, schedule))
         if step % 100 == 0 or step == steps - 1:
             log(f"  LM step {step}: loss {losses[-1]:.4f}")
 

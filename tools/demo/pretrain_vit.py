@@ -16,11 +16,11 @@ features named the top group's shape 43-48% of the time, a third being chance).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from short_training import adamw_warmup_cosine, optimise
 
 from blip2_data.synthetic import COLOURS, NUMBERS, SHAPES
 
@@ -96,13 +96,8 @@ def pretrain_vit(
     width = vision["hidden_size"]
     norm = paddle.nn.LayerNorm(width)
     heads = paddle.nn.LayerList([paddle.nn.Linear(2 * width, n) for n in HEAD_SIZES])
-    warmup = max(1, steps // 20)
-    schedule = paddle.optimizer.lr.LambdaDecay(
-        learning_rate,
-        lambda s: (s + 1) / warmup if s < warmup else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup))),
-    )  # fmt: skip
     parameters = vit.parameters() + norm.parameters() + heads.parameters()
-    optimizer = paddle.optimizer.AdamW(schedule, parameters=parameters, weight_decay=0.05)
+    optimizer, schedule = adamw_warmup_cosine(parameters, learning_rate, steps, weight_decay=0.05, floor=0.02)
 
     def logits(batch: np.ndarray) -> list:
         tokens = norm(vit(paddle.to_tensor(batch)).last_hidden_state)
@@ -122,11 +117,7 @@ def pretrain_vit(
         batch[flip] = batch[flip][..., ::-1]
         y = paddle.to_tensor(train_y[index])
         loss = sum(F.cross_entropy(out, y[:, i : i + 1]) for i, out in enumerate(logits(batch)))
-        loss.backward()
-        optimizer.step()
-        optimizer.clear_grad()
-        schedule.step()
-        losses.append(float(loss))
+        losses.append(optimise(loss, optimizer, schedule))
         if step % 100 == 0 or step == steps - 1:
             log(f"  ViT step {step}: loss {losses[-1]:.4f}")
     vit.eval()
