@@ -179,8 +179,8 @@ def build(session: nox.Session) -> None:
 def demo_train(session: nox.Session) -> None:
     """Train the default model (blip2-shapes) from nothing with the project's own commands -- synthetic data, a
     small OPT pre-trained on its text, a small EVA-ViT pre-trained on its images, blip2-train stage1, stage2,
-    finetune-vqa and a short stage2 on the captions again -- evaluate it with blip2-eval, and write it with its
-    model card into blip2-core (tools/demo/recipe.py; under 30 minutes on 2 CPU cores).
+    finetune-vqa (the answers' own model, in vqa/) -- evaluate it with blip2-eval, and write it with its model
+    card into blip2-core (tools/demo/recipe.py; under 30 minutes on 2 CPU cores).
 
     nox -s demo-train -- --out DIR     write the model elsewhere
     """

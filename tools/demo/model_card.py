@@ -27,10 +27,13 @@ def _losses(record: dict, name: str) -> str:
 
 def _vit_accuracy(vit: dict) -> str:
     accuracy = vit["held_out_accuracy"]
-    return "; ".join(
-        f"{slot} group "
-        + ", ".join(f"{what} {100 * accuracy[f'{slot}_{what}']:.0f}%" for what in ("colour", "shape", "count"))
-        for slot in ("top", "bottom")
+    return (
+        "; ".join(
+            f"{slot} group "
+            + ", ".join(f"{what} {100 * accuracy[f'{slot}_{what}']:.0f}%" for what in ("colour", "shape", "count"))
+            for slot in ("top", "bottom")
+        )
+        + f"; background {100 * accuracy['background']:.0f}%"
     )
 
 
@@ -55,11 +58,15 @@ def write_model_card(directory: Path, record: dict) -> Path:
         "  and VQAv2-style questions with ten answers per image)",
         "- LLM: OPT architecture, "
         f"{record['lm'].get('shape', '')} BPE tokenizer trained on the training text; pre-trained "
-        f"{record['lm']['steps']} steps on that text (loss {record['lm']['first_loss']:.2f} -> "
+        f"{record['lm']['steps']} steps of {record['lm']['batch_size']} on that text and on "
+        f"{record['settings']['lm']['text_only_scenes']} more scenes drawn as text only, none of a val, test or "
+        f"shifted image (`pretrain_lm.py`; loss {record['lm']['first_loss']:.2f} -> "
         f"{record['lm']['last_loss']:.3f}), then frozen",
         "- vision: EVA-ViT, 64 px input, patch 8, position table started as sines and cosines; no pre-trained "
         "encoder exists at this size, so it is pre-trained first (`tools/demo/pretrain_vit.py`, EVA-CLIP's stand-in) "
-        f"{record['vit']['steps']} steps to name each group's colour, shape and count from the training captions "
+        f"{record['vit']['steps']} steps on the training images and {record['vit'].get('drawn_images', 0)} more drawn "
+        "in memory (none of a val, test or shifted image) to name each group's colour, shape and count and the "
+        "background, read from their captions "
         f"(loss {record['vit']['first_loss']:.2f} -> {record['vit']['last_loss']:.3f}; on {record['vit']['held_out_images']} "
         f"held-out training images: {_vit_accuracy(record['vit'])}), then frozen in stages 1 and 2 as BLIP-2 keeps "
         "EVA-ViT frozen"
@@ -71,14 +78,11 @@ def write_model_card(directory: Path, record: dict) -> Path:
         + "; training images are only resized (no random crop: it would cut out shapes the captions count)",
         f"- `blip2-train stage1` (ITC + ITM + ITG): {record['settings']['stage1']}; loss "
         f"{record['losses']['stage1']['first']['loss']:.3f} -> {record['losses']['stage1']['last']['loss']:.3f}",
-        f"- `blip2-train stage2` (frozen ViT and LLM): {record['settings']['stage2']}; loss "
+        f"- `blip2-train stage2` (frozen ViT and LLM; the captioning model): {record['settings']['stage2']}; loss "
         f"{record['losses']['stage2']['first']['loss']:.3f} -> {record['losses']['stage2']['last']['loss']:.3f}",
-        f"- `blip2-train finetune-vqa` from that model (the question beside the Q-Former's queries and in the LLM "
+        f"- `blip2-train finetune-vqa` from that model, into `vqa/` (the question beside the Q-Former's queries and in the LLM "
         f"prompt, answers weighted; ViT {'trained' if record['settings']['vqa'].get('train_vit') else 'frozen'}, "
         f"LLM frozen): {record['settings']['vqa']}; loss {_losses(record, 'finetune_vqa')}",
-        f"- `blip2-train stage2` again from that model, on the captions (the Q-Former's query path drifted while it "
-        f"learnt to read questions; its question path is kept): {record['settings']['captions_again']}; loss "
-        f"{_losses(record, 'captions_again')}",
         f"- time: {record['train_seconds'] / 60:.1f} min training, {record['total_seconds'] / 60:.1f} min with the "
         f"evaluations, on {record['cpu']} (load average at the end {record['load_average_at_end'][0]:.1f}: the machine "
         "was shared); steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in record["timings_s"].items()),
@@ -92,7 +96,7 @@ def write_model_card(directory: Path, record: dict) -> Path:
         f"| | names exactly the drawn colour-shape pairs (colours only) | "
         f"{cap['names_colours_and_shapes']['exact_colour_shape_pairs_pct']}% "
         f"({cap['names_colours_and_shapes']['exact_colours_pct']}%) | |",
-        f'| VQA (`blip2-eval vqa`, "Question: {{}} Answer:") | accuracy | {_pct(vqa.get("overall"))} | '
+        f'| VQA (`blip2-eval vqa`, vqa/, "Question: {{}} Answer:") | accuracy | {_pct(vqa.get("overall"))} | '
         f"{vqa_chance['uniform_overall']:.1f} (uniform), {_pct(vqa_chance['majority_answer'].get('overall'))} "
         "(most common answer) |",
     ]
@@ -126,10 +130,12 @@ def write_model_card(directory: Path, record: dict) -> Path:
         "",
         "## Files",
         "",
-        "`model.safetensors` + `config.json` (the whole model, LLM included; `qformer_text_input: true`: answers",
-        "give the question to the Q-Former too), `generation_config.json`, the OPT BPE tokenizer (`vocab.json`,",
-        "`merges.txt`), the Q-Former's WordPiece tokenizer (`qformer_tokenizer/`), `preprocessor_config.json`, and",
-        "`stage1/` (the stage-1 model with its ITC/ITM heads and BERT-style vocabulary, for retrieval).",
+        "`model.safetensors` + `config.json` (the stage-2 model that captions, LLM included),",
+        "`generation_config.json`, the OPT BPE tokenizer (`vocab.json`, `merges.txt`), `preprocessor_config.json`;",
+        "`vqa/` (the VQA-fine-tuned model, the same files, `qformer_text_input: true`: it gives the question to the",
+        "Q-Former too, with its WordPiece tokenizer in `vqa/qformer_tokenizer/`; `blip2-predict --question` without",
+        "`--model` uses it); `stage1/` (the stage-1 model with its ITC/ITM heads and BERT-style vocabulary, for",
+        "retrieval).",
         "`scores.json` holds every figure; `vqa_test_results.json` the test-split answers.",
         "",
     ]

@@ -8,6 +8,11 @@ What it learns (a stand-in for the web text a real LLM has read): a scene descri
 (OPT's BOS, which starts every text the BLIP-2 collators build), then either a description of the same scene
 or ``Question: ... Answer: ...`` about it, ending with "\\n" (the end of caption BLIP-2's OPT models stop on).
 Loss is on what follows ``</s>``. In stage 2 the Q-Former's outputs take the place of the words before ``</s>``.
+
+Its text is that of the training images and of many more scenes drawn in words only (``text_only_scenes``): a real
+LLM has read far more text than BLIP-2's image-text pairs, and this one, trained on the 3000 training scenes alone,
+answered "where is" and "is there" at chance even when the caption was in its context (val split; 89% and 74% after
+256 000 examples from 20 000 scenes). The text of a val, test or shifted image is never among them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,21 @@ def scene_texts(captions_file: str | Path, questions_file: str | Path, annotatio
         question = questions[row["question_id"]]
         by_image[str(question["image_id"])]["qa"].append((question["question"], row["multiple_choice_answer"]))
     return [by_image[k] for k in sorted(by_image, key=int)]
+
+
+def text_only_scenes(count: int, held_out: set[tuple[str, ...]], seed: int = 0) -> list[dict]:
+    """``count`` scenes of synthetic_shapes' training distribution as text only: captions and (question, answer)
+    pairs, none whose captions are those of a ``held_out`` image."""
+    from blip2_data.synthetic import captions, draw_scene, questions
+
+    rng, scenes = random.Random(f"text_only_scenes:{seed}"), []
+    while len(scenes) < count:
+        scene = draw_scene(rng, shifted=False)
+        texts = captions(scene)
+        if tuple(texts) in held_out:
+            continue
+        scenes.append({"captions": texts, "qa": [(q, a) for q, a, _, _ in questions(scene, rng)]})
+    return scenes
 
 
 def examples(scenes: list[dict], rng: random.Random) -> list[tuple[str, str, str]]:
@@ -132,9 +152,7 @@ def to_hf(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def pretrain(
     tokenizer_dir: Path,
-    captions_file: Path,
-    questions_file: Path,
-    annotations_file: Path,
+    scenes: list[dict],
     out: Path,
     *,
     steps: int = 1500,
@@ -144,7 +162,8 @@ def pretrain(
     shape: dict[str, int] | None = None,
     log=print,
 ) -> dict[str, Any]:
-    """Train, write ``out`` (config.json, model.safetensors, tokenizer files) and return the loss record."""
+    """Train on ``scenes`` (``scene_texts`` and ``text_only_scenes``), write ``out`` (config.json,
+    model.safetensors, tokenizer files) and return the loss record."""
     import paddle
     from safetensors.numpy import save_file
 
@@ -157,7 +176,7 @@ def pretrain(
     newline = newline_id(tokenizer)
     config = text_config(len(tokenizer), newline, shape or OPT_SHAPE)
     rng = random.Random(seed)
-    pairs = examples(scene_texts(captions_file, questions_file, annotations_file), rng)
+    pairs = examples(scenes, rng)
     encoded = [encode(tokenizer, c, p, t, newline) for c, p, t in pairs]
     longest = max(len(ids) for ids, _ in encoded)
     if longest > config["max_position_embeddings"]:
@@ -203,7 +222,8 @@ def pretrain(
     tokenizer.save_pretrained(str(out))
     for name in ("tokenizer_config.json", "special_tokens_map.json"):  # ours, as written, not paddlenlp's rewrite
         (out / name).write_text((tokenizer_dir / name).read_text())
-    record = {"steps": steps, "batch_size": batch_size, "texts": len(encoded), "first_loss": losses[0]}
+    record = {"steps": steps, "batch_size": batch_size, "scenes": len(scenes), "texts": len(encoded)}
+    record["first_loss"] = losses[0]
     record["shape"] = f"{config['num_hidden_layers']} layers of {config['hidden_size']}, vocabulary {len(tokenizer)}"
     record["last_loss"] = float(np.mean(losses[-20:]))
     (out / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -3,9 +3,13 @@
 BLIP-2 starts from an image encoder that was pre-trained elsewhere (EVA-CLIP's ViT-g) and keeps it frozen in both
 stages. No encoder of this size exists and no web images can be reached, so this short loop plays that part, as
 ``pretrain_lm.py`` does for the LLM: the ViT learns to name what the training captions name, for each group of
-shapes (the top or only one, the bottom one or none) its colour, shape and count. The labels are read from the
-captions ("two red circles above a blue square"), the only annotation stage 1 sees too. The classifier heads are
-thrown away; the ViT's weights start the stage-1 model.
+shapes (the top or only one, the bottom one or none) its colour, shape and count, and the background's colour.
+The labels are read from the captions ("two red circles above a blue square", "... on a white background"), the
+only annotation stage 1 sees too. The classifier heads are thrown away; the ViT's weights start the stage-1 model.
+
+Besides the training images it sees more drawn in memory (``drawn_images``), as EVA-CLIP saw far more images than
+BLIP-2's pairs, never one of a val, test or shifted image. Measured, 1200 steps: with 20 000 of them its held-out
+accuracy stayed where it was (shapes 79/85% against 78/85%, top/bottom group); the shipped model was trained so.
 
 Inputs: the evaluation transform of blip2-data (a resize, CLIP normalisation) and a random left-right flip, the
 flip that leaves every caption true. Without a pre-trained encoder, stage 1 trains a random ViT through the
@@ -16,17 +20,20 @@ features named the top group's shape 43-48% of the time, a third being chance).
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from short_training import adamw_warmup_cosine, optimise
 
-from blip2_data.synthetic import COLOURS, NUMBERS, SHAPES
+from blip2_data.synthetic import BACKGROUNDS, COLOURS, NUMBERS, SHAPES
 
 COLOUR_NAMES, COUNT_WORDS = list(COLOURS), {"a": 1, "an": 1, **{word: n for n, word in NUMBERS.items()}}
-# Per group slot: colour, shape, count, each with one more class for "no group here" (a one-group image's bottom).
-HEAD_SIZES = (len(COLOUR_NAMES) + 1, len(SHAPES) + 1, len(NUMBERS) + 1) * 2
+BACKGROUND_NAMES = list(BACKGROUNDS)
+# Per group slot: colour, shape, count, each with one more class for "no group here" (a one-group image's bottom);
+# then the background (every caption that names it was at chance without this head: 33% of the test captions).
+HEAD_SIZES = (len(COLOUR_NAMES) + 1, len(SHAPES) + 1, len(NUMBERS) + 1) * 2 + (len(BACKGROUND_NAMES),)
 
 
 def group_labels(words: str, where: str) -> list[int]:
@@ -40,26 +47,51 @@ def group_labels(words: str, where: str) -> list[int]:
     return [COLOUR_NAMES.index(parts[1]), SHAPES.index(shape), COUNT_WORDS[parts[0]] - 1]
 
 
+def caption_labels(captions: list[str], where: str) -> list[int]:
+    """Seven labels (top or only group, then bottom group or "none", then the background) from one image's
+    captions: "A above B" for two groups, the bare "A" for one, "... on a C background"."""
+    above = [c for c in captions if " above " in c]
+    if above:
+        top, bottom = above[0].split(" above ")
+        labels = group_labels(top, where) + group_labels(bottom, where)
+    else:
+        bare = [c for c in captions if " background" not in c]
+        if not bare:
+            raise ValueError(f"{where}: no caption names its shapes alone ({captions})")
+        labels = group_labels(bare[0], where) + [len(COLOUR_NAMES), len(SHAPES), len(NUMBERS)]
+    backgrounds = [c.split(" on a ")[-1][: -len(" background")] for c in captions if c.endswith(" background")]
+    if not backgrounds or backgrounds[0] not in BACKGROUND_NAMES:
+        raise ValueError(f"{where}: no caption names a known background ({captions})")
+    return labels + [BACKGROUND_NAMES.index(backgrounds[0])]
+
+
 def image_labels(captions_file: Path) -> dict[str, list[int]]:
-    """Image file -> six labels (top or only group, then bottom group or "none"), from the training captions:
-    "A above B" for two groups, the bare "A" for one."""
+    """Image file -> its seven labels (``caption_labels``), from the training captions."""
     by_image: dict[str, list[str]] = {}
     for row in json.loads(Path(captions_file).read_text()):
         by_image.setdefault(row["image"], []).append(row["caption"])
-    labels = {}
-    for image, captions in by_image.items():
-        where = f"{captions_file}: image {image}"
-        above = [c for c in captions if " above " in c]
-        if above:
-            top, bottom = above[0].split(" above ")
-            labels[image] = group_labels(top, where) + group_labels(bottom, where)
-        else:
-            bare = [c for c in captions if " background" not in c]
-            if not bare:
-                raise ValueError(f"{where}: no caption names its shapes alone ({captions})")
-            none = [len(COLOUR_NAMES), len(SHAPES), len(NUMBERS)]
-            labels[image] = group_labels(bare[0], where) + none
-    return labels
+    return {image: caption_labels(captions, f"{captions_file}: image {image}") for image, captions in by_image.items()}
+
+
+def drawn_images(count: int, held_out: set[tuple[str, ...]], seed: int = 0) -> list[tuple[Any, list[int]]]:
+    """``count`` more images of the training distribution, drawn in memory and JPEG-encoded as the dataset's files
+    are, with their labels; none whose captions are those of a ``held_out`` image."""
+    import io
+
+    from PIL import Image
+
+    from blip2_data.synthetic import captions, draw_scene, render
+
+    rng, drawn = random.Random(f"drawn_images:{seed}"), []
+    while len(drawn) < count:
+        scene = draw_scene(rng, shifted=False)
+        texts = captions(scene)
+        if tuple(texts) in held_out:
+            continue
+        encoded = io.BytesIO()
+        render(scene).save(encoded, "JPEG", quality=95)
+        drawn.append((Image.open(encoded).convert("RGB"), caption_labels(texts, f"drawn image {len(drawn)}")))
+    return drawn
 
 
 def pretrain_vit(
@@ -72,9 +104,11 @@ def pretrain_vit(
     learning_rate: float = 2e-3,
     seed: int = 0,
     initial_positions: np.ndarray | None = None,
+    more_images: list[tuple[Any, list[int]]] = (),
     log=print,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Train; return the ViT's state dict (numpy) and a record of the losses and held-out training accuracy."""
+    """Train on the training images and ``more_images`` (``drawn_images``); return the ViT's state dict (numpy)
+    and a record of the losses and the accuracy on the held-out tenth of the training images."""
     import paddle
     import paddle.nn.functional as F
     from PIL import Image
@@ -87,7 +121,7 @@ def pretrain_vit(
     processor = ImageProcessor(ImageProcessorConfig(image_size=vision["image_size"]), train=False)
     pixels = np.stack([processor(Image.open(Path(image_root) / name).convert("RGB")) for name in names])
     targets = np.array([labels[name] for name in names], dtype=np.int64)
-    log(f"ViT pre-training: {len(names)} images, {steps} steps of {batch_size}")
+    log(f"ViT pre-training: {len(names)} + {len(more_images)} images, {steps} steps of {batch_size}")
 
     paddle.seed(seed)
     vit = EvaVisionTransformer(EvaVitConfig(**vision))
@@ -107,6 +141,9 @@ def pretrain_vit(
     # the last tenth of the images is held out, to report what the ViT learnt on images it never saw
     held_out = max(1, len(names) // 10)
     train_x, train_y, test_x, test_y = pixels[:-held_out], targets[:-held_out], pixels[-held_out:], targets[-held_out:]
+    if more_images:
+        train_x = np.concatenate([train_x, np.stack([processor(image) for image, _ in more_images])])
+        train_y = np.concatenate([train_y, np.array([labels for _, labels in more_images], dtype=np.int64)])
     order = np.random.RandomState(seed)
     vit.train()
     losses = []
@@ -123,12 +160,11 @@ def pretrain_vit(
     vit.eval()
     with paddle.no_grad():
         predicted = [out.argmax(axis=-1).numpy() for out in logits(test_x)]
-    accuracy = {
-        f"{slot}_{what}": round(float((predicted[i] == test_y[:, i]).mean()), 3)
-        for i, (slot, what) in enumerate((s, w) for s in ("top", "bottom") for w in ("colour", "shape", "count"))
-    }
+    names = [f"{s}_{w}" for s in ("top", "bottom") for w in ("colour", "shape", "count")] + ["background"]
+    accuracy = {name: round(float((predicted[i] == test_y[:, i]).mean()), 3) for i, name in enumerate(names)}
     record = {
         "steps": steps, "batch_size": batch_size, "images": len(names) - held_out, "held_out_images": held_out,
+        "drawn_images": len(more_images),
         "first_loss": losses[0], "last_loss": float(np.mean(losses[-20:])), "held_out_accuracy": accuracy,
     }  # fmt: skip
     log(f"ViT pre-training: held-out accuracy {accuracy}")

@@ -116,6 +116,16 @@ def test_predict_without_model_runs_the_embedded_default(images, capsys):
     assert default == capsys.readouterr().out and default.startswith(images[0] + "\t")
 
 
+def test_predict_without_model_answers_with_the_default_vqa_model(images, capsys):
+    from blip2_core.default_model import default_vqa_path
+
+    args = ["--image", images[0], "--question", "what color is the circle?", "--num-beams", "1"]
+    assert predict_main(args) == 0
+    default = capsys.readouterr().out
+    assert predict_main(["--model", str(default_vqa_path()), *args]) == 0
+    assert default == capsys.readouterr().out and default.startswith(images[0] + "\t")
+
+
 def test_predict_explains_missing_model_and_bad_images(model_dir, images, tmp_path, capsys, monkeypatch):
     from blip2_core import default_model
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from blip2_core.default_model import default_model_path, default_stage1_path
+from blip2_core.default_model import default_model_path, default_stage1_path, default_vqa_path, model_or_default
 
 MODEL = default_model_path()
 pytestmark = pytest.mark.skipif(MODEL is None, reason="this installation carries no default model")
@@ -30,13 +30,19 @@ def offline_env(tmp_path: Path) -> dict:
 def test_the_model_directory_is_complete_and_small():
     from blip2_core.config import Blip2Config
 
-    config = Blip2Config.from_file(MODEL / "config.json")
-    assert config.text_config is not None and config.text_name_or_path is None  # the LLM is inside
-    for name in ("vocab.json", "merges.txt", "preprocessor_config.json", "generation_config.json", "README.md"):
-        assert (MODEL / name).is_file(), name
-    assert default_stage1_path() is not None
+    for directory in (MODEL, default_vqa_path()):  # captions, and answers
+        config = Blip2Config.from_file(directory / "config.json")
+        assert config.text_config is not None and config.text_name_or_path is None  # the LLM is inside
+        for name in ("vocab.json", "merges.txt", "preprocessor_config.json", "generation_config.json"):
+            assert (directory / name).is_file(), name
+    assert (MODEL / "README.md").is_file() and default_stage1_path() is not None
     # its answers give the question to the Q-Former too (VQA fine-tuned so), in its own WordPiece tokens
-    assert config.qformer_text_input and (MODEL / "qformer_tokenizer" / "vocab.txt").is_file()
+    vqa = default_vqa_path()
+    assert Blip2Config.from_file(vqa / "config.json").qformer_text_input
+    assert (vqa / "qformer_tokenizer" / "vocab.txt").is_file()
+    # the commands pick them: a question goes to the VQA model, captions to the stage-2 one, a named model wins
+    assert model_or_default(None, question=True) == str(vqa) and model_or_default(None) == str(MODEL)
+    assert model_or_default("mine", question=True) == "mine"
     size = sum(p.stat().st_size for p in MODEL.rglob("*") if p.is_file())
     assert size < 40 * 2**20, size
 
@@ -49,6 +55,7 @@ def test_it_loads_offline_with_its_own_tokenizer(monkeypatch, tmp_path):
 
     model = Blip2ForConditionalGeneration.from_pretrained(MODEL)
     assert not model.load_report.missing
+    assert not Blip2ForConditionalGeneration.from_pretrained(default_vqa_path()).load_report.missing
     tokenizer = load_tokenizer(MODEL)
     assert type(tokenizer).__name__ == "GPTTokenizer"
     assert tokenizer.convert_ids_to_tokens(model.generation_config.eos_token_id[0]) == "\u010a"  # "\n", as OPT
@@ -84,7 +91,8 @@ def test_recorded_vqa_answers_are_reproduced_on_a_slice(record, tmp_path):
     files = write_synthetic_shapes(tmp_path / "data", record["settings"]["data"], seed=0)
     test = files["test"]
     command = [
-        str(Path(sys.executable).with_name("blip2-eval")), "vqa", "--model", str(MODEL), "--dataset", "coco_vqa",
+        str(Path(sys.executable).with_name("blip2-eval")), "vqa", "--model", str(default_vqa_path()), "--dataset",
+        "coco_vqa",
         "--prompt", "Question: {} Answer:", "--batch_size", "32", "--limit", "200", "--no_score",
         "--output_dir", str(tmp_path / "eval"), "--data_files", test["image_root"], test["questions"],
         test["annotations"],

@@ -1,7 +1,7 @@
 """The pipeline learns: the default model's recipe (tools/demo/recipe.py), smaller, with the same commands --
-synthetic data, LM and ViT pre-training, blip2-train stage1, stage2, finetune-vqa and stage2 again, blip2-eval caption and
-vqa -- must lower its losses and beat chance on held-out data by a clear margin. Checks the pipeline, not a
-shipped file."""
+synthetic data, LM and ViT pre-training, blip2-train stage1, stage2, finetune-vqa, blip2-eval caption and vqa --
+must lower its losses and beat chance on held-out data by a clear margin. Checks the pipeline, not a shipped
+file."""
 
 import json
 import os
@@ -68,5 +68,6 @@ def test_the_model_reads_the_question_in_its_qformer(record):
     from blip2_core import Blip2Config
 
     model = Path(record["model_dir"])
-    assert Blip2Config.from_file(model / "config.json").qformer_text_input
-    assert (model / "qformer_tokenizer" / "vocab.txt").is_file()
+    assert Blip2Config.from_file(model / "vqa" / "config.json").qformer_text_input  # the answers' model
+    assert (model / "vqa" / "qformer_tokenizer" / "vocab.txt").is_file()
+    assert not Blip2Config.from_file(model / "config.json").qformer_text_input  # the captions' model

@@ -39,7 +39,7 @@ def test_labels_agree_with_the_vqa_answers(pretrain_vit, tmp_path):
         elif question["question"] == "what shape is at the bottom?":
             assert SHAPES[label[4]] == answer
         elif question["question"] == "what shape is in the picture?":
-            assert SHAPES[label[1]] == answer and label[3:] == [6, 3, 3]  # no bottom group
+            assert SHAPES[label[1]] == answer and label[3:6] == [6, 3, 3]  # no bottom group
             checked["only shape"] += 1
             checked["one group"] += 1
         elif row["question_type"] == "how many":
@@ -51,6 +51,13 @@ def test_labels_agree_with_the_vqa_answers(pretrain_vit, tmp_path):
             assert str(group[2] + 1) == answer
             checked["count"] += 1
     assert len(labels) == 60 and all(n > 0 for n in checked.values()), checked
+    from PIL import Image
+
+    from blip2_data.synthetic import BACKGROUNDS
+
+    for name, label in labels.items():  # the background label against the image's own corner pixel
+        corner = Image.open(Path(train["image_root"]) / name).convert("RGB").getpixel((0, 0))
+        assert max(abs(a - b) for a, b in zip(corner, list(BACKGROUNDS.values())[label[6]])) < 12, name
 
 
 def test_an_unreadable_caption_is_named(pretrain_vit, tmp_path):

@@ -249,6 +249,20 @@ def test_a_model_error_fails_only_its_own_request(tiny_predictor, start_server):
     assert requests.get(url + "/healthz", timeout=10).json()["status"] == "ok"
 
 
+def test_a_vqa_model_beside_answers_the_questions_and_only_them(tiny_predictor, start_server):
+    # The default model's layout: captions from the stage-2 model, answers from its VQA model (default_model/vqa/).
+    captions, answers = Recorder(tiny_predictor), Recorder(tiny_predictor)
+    url = start_server(create_app(captions, vqa_predictor=answers, max_batch_size=4, max_wait=0.0))
+    image = jpeg(3)
+    caption = post(url, "/v1/caption", data=FAST, files={"image": image})
+    answer = post(url, "/v1/vqa", data={**FAST, "question": "what is it?"}, files={"image": image})
+    assert caption.status_code == answer.status_code == 200
+    assert captions.calls == [("caption", 1)] and answers.calls == [("vqa", 1)]
+    assert answer.json()["answer"] == one_by_one(tiny_predictor, image, "what is it?")
+    info = requests.get(url + "/v1/model", timeout=10).json()
+    assert info["vqa_model"]["image_size"] == info["image_size"]
+
+
 # -- the command --------------------------------------------------------------------------------------------
 
 
@@ -298,6 +312,27 @@ def test_blip2_serve_says_which_extra_is_missing_and_that_a_model_is_needed(monk
         "carries no embedded default model (a wheel built without it): pass --model" in err
         and "blip2-predict --list-models" in err
     )
+
+
+def test_blip2_serve_without_a_model_answers_with_the_default_vqa_model(monkeypatch):
+    import uvicorn
+
+    from blip2_core import inference
+    from blip2_core.default_model import default_model_path, default_vqa_path
+    from blip2_core.serve import app as serve_app
+    from blip2_core.serve import cli
+
+    if default_vqa_path() is None:
+        pytest.skip("this installation carries no default model")
+    loaded, made = [], {}
+    monkeypatch.setattr(inference.Predictor, "load", classmethod(lambda cls, path, **kw: loaded.append(path) or path))
+    monkeypatch.setattr(serve_app, "create_app", lambda predictor, **kw: made.update(kw, predictor=predictor))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    assert cli.main([]) == 0
+    assert made["predictor"] == str(default_model_path()) and made["vqa_predictor"] == str(default_vqa_path())
+    loaded.clear()
+    assert cli.main(["--model", "mine"]) == 0  # a model named: it does everything, as before
+    assert loaded == ["mine"] and made["vqa_predictor"] is None
 
 
 # -- the gallery ----------------------------------------------------------------------------------------------

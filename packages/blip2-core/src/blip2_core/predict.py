@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.retry_failed and not args.output:
         parser.error("--retry-failed needs --output (the file whose error rows to retry)")
-    args.model = model_or_default(args.model)
+    args.model = model_or_default(args.model, question=args.question is not None)
     if not args.model:
         print(f"blip2-predict: {NO_DEFAULT_MODEL}", file=sys.stderr)
         return 2

@@ -40,7 +40,13 @@ PAGE = Path(__file__).parent / "page"
 _BODY_OVERHEAD = 64 * 1024
 
 
-def run_batch(predictor: Predictor, key: Hashable, items: Sequence[Any], gallery: Gallery | None = None) -> list[Any]:
+def run_batch(
+    predictor: Predictor,
+    key: Hashable,
+    items: Sequence[Any],
+    gallery: Gallery | None = None,
+    vqa_predictor: Predictor | None = None,
+) -> list[Any]:
     """One model call for requests that share ``key`` (task and settings). Every model call of the server goes
     through here, on the batching worker's thread: paddle never runs two models' calls at once."""
     task = key[0]
@@ -52,7 +58,8 @@ def run_batch(predictor: Predictor, key: Hashable, items: Sequence[Any], gallery
         return predictor.caption(list(items), prompt, settings)
     if task == "vqa":
         _, settings = key
-        return predictor.answer([pixels for pixels, _ in items], [question for _, question in items], settings)
+        answering = vqa_predictor or predictor
+        return answering.answer([pixels for pixels, _ in items], [question for _, question in items], settings)
     if task == "features":
         return list(predictor.features(list(items)))
     raise ValueError(f"unknown task {task!r}")
@@ -66,12 +73,14 @@ def create_app(
     max_wait: float = 0.01,
     max_queue: int = 64,
     gallery: Gallery | None = None,
+    vqa_predictor: Predictor | None = None,
 ) -> FastAPI:
-    """The service for ``predictor`` (and, with ``gallery``, text search over a folder of images); its batching
-    worker runs while the app does (its lifespan)."""
+    """The service for ``predictor`` (and, with ``gallery``, text search over a folder of images; with
+    ``vqa_predictor``, questions go to that model, as the default model's answers do); its batching worker runs
+    while the app does (its lifespan)."""
     limits = limits or Limits()
     batches = BatchQueue(
-        lambda key, items: run_batch(predictor, key, items, gallery),
+        lambda key, items: run_batch(predictor, key, items, gallery, vqa_predictor),
         max_batch_size=max_batch_size,
         max_wait=max_wait,
         max_queue=max_queue,
@@ -119,7 +128,7 @@ def create_app(
         except Exception as error:
             raise RequestError(500, f"the model failed on this request: {type(error).__name__}: {error}") from None
 
-    async def pixels_of(request: Request, schema: type) -> tuple[Any, Any]:
+    async def pixels_of(request: Request, schema: type, model: Predictor = predictor) -> tuple[Any, Any]:
         fields, upload = await _read_body(request, limits)
         parsed = parse(schema, fields)
         if hasattr(parsed, "check_limits"):
@@ -131,7 +140,7 @@ def create_app(
             raise RequestError(413, f"{error} (--max-image-pixels)") from None
         except OSError as error:
             raise RequestError(400, str(error)) from None
-        return parsed, await run_in_threadpool(predictor.pixels, image)
+        return parsed, await run_in_threadpool(model.pixels, image)
 
     @app.post("/v1/caption", summary="Caption an image", openapi_extra=openapi_body(CaptionRequest))
     async def caption(request: Request) -> dict[str, Any]:
@@ -144,7 +153,7 @@ def create_app(
     @app.post("/v1/vqa", summary="Answer a question about an image", openapi_extra=openapi_body(VqaRequest))
     async def vqa(request: Request) -> dict[str, Any]:
         started = time.monotonic()
-        parsed, pixels = await pixels_of(request, VqaRequest)
+        parsed, pixels = await pixels_of(request, VqaRequest, vqa_predictor or predictor)
         settings = parsed.settings()
         text = await answer(("vqa", settings), (pixels, parsed.question))
         return {
@@ -193,6 +202,7 @@ def create_app(
     async def model() -> dict[str, Any]:
         return {
             **predictor.describe(),
+            "vqa_model": None if vqa_predictor is None else vqa_predictor.describe(),
             "limits": dataclasses.asdict(limits),
             "batching": {"max_batch_size": max_batch_size, "max_wait_s": max_wait, "max_queue": max_queue},
             "gallery": None

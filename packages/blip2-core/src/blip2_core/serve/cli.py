@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"blip2-serve: {MISSING_EXTRA.format(names=', '.join(missing))}", file=sys.stderr)
         return 1
+    answers_from_default = not args.model  # the default model answers with its VQA model (default_model/vqa/)
     args.model = model_or_default(args.model)
     if not args.model:
         print(f"blip2-serve: {NO_DEFAULT_MODEL}", file=sys.stderr)
@@ -97,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictor = Predictor.load(
             args.model, llm=args.llm, tokenizer=args.tokenizer, trust_pickle=args.trust_pickle, dtype=args.dtype
         )
+        vqa_predictor = None
+        vqa_model = model_or_default(None, question=True) if answers_from_default else None
+        if vqa_model is not None and vqa_model != args.model:
+            vqa_predictor = Predictor.load(vqa_model, dtype=args.dtype)
         gallery = None
         if args.gallery:
             from .gallery import Gallery
@@ -124,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_wait=args.max_wait_ms / 1000,
         max_queue=args.max_queue,
         gallery=gallery,
+        vqa_predictor=vqa_predictor,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
