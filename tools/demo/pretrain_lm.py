@@ -21,11 +21,13 @@ import json
 import random
 import re
 from collections import defaultdict
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from short_training import adamw_warmup_cosine, optimise
+from unseen_scenes import unseen_scenes
 
 VQA_PROMPT = "Question: {} Answer:"  # blip2-core's (blip2-predict --question); the recipe evaluates with it too
 OPT_SHAPE = {"hidden_size": 128, "num_hidden_layers": 3, "ffn_dim": 512, "num_attention_heads": 4}
@@ -46,16 +48,10 @@ def scene_texts(captions_file: str | Path, questions_file: str | Path, annotatio
 def text_only_scenes(count: int, held_out: set[tuple[str, ...]], seed: int = 0) -> list[dict]:
     """``count`` scenes of synthetic_shapes' training distribution as text only: captions and (question, answer)
     pairs, none whose captions are those of a ``held_out`` image."""
-    from blip2_data.synthetic import captions, draw_scene, questions
+    from blip2_data.synthetic import questions
 
-    rng, scenes = random.Random(f"text_only_scenes:{seed}"), []
-    while len(scenes) < count:
-        scene = draw_scene(rng, shifted=False)
-        texts = captions(scene)
-        if tuple(texts) in held_out:
-            continue
-        scenes.append({"captions": texts, "qa": [(q, a) for q, a, _, _ in questions(scene, rng)]})
-    return scenes
+    drawn = islice(unseen_scenes("text_only_scenes", held_out, seed), count)
+    return [{"captions": texts, "qa": [(q, a) for q, a, _, _ in questions(scene, rng)]} for scene, texts, rng in drawn]
 
 
 def examples(scenes: list[dict], rng: random.Random) -> list[tuple[str, str, str]]:

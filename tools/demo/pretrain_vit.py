@@ -20,12 +20,13 @@ features named the top group's shape 43-48% of the time, a third being chance).
 from __future__ import annotations
 
 import json
-import random
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from short_training import adamw_warmup_cosine, optimise
+from unseen_scenes import unseen_scenes
 
 from blip2_data.synthetic import BACKGROUNDS, COLOURS, NUMBERS, SHAPES
 
@@ -80,14 +81,10 @@ def drawn_images(count: int, held_out: set[tuple[str, ...]], seed: int = 0) -> l
 
     from PIL import Image
 
-    from blip2_data.synthetic import captions, draw_scene, render
+    from blip2_data.synthetic import render
 
-    rng, drawn = random.Random(f"drawn_images:{seed}"), []
-    while len(drawn) < count:
-        scene = draw_scene(rng, shifted=False)
-        texts = captions(scene)
-        if tuple(texts) in held_out:
-            continue
+    drawn = []
+    for scene, texts, _ in islice(unseen_scenes("drawn_images", held_out, seed), count):
         encoded = io.BytesIO()
         render(scene).save(encoded, "JPEG", quality=95)
         drawn.append((Image.open(encoded).convert("RGB"), caption_labels(texts, f"drawn image {len(drawn)}")))
@@ -160,8 +157,8 @@ def pretrain_vit(
     vit.eval()
     with paddle.no_grad():
         predicted = [out.argmax(axis=-1).numpy() for out in logits(test_x)]
-    names = [f"{s}_{w}" for s in ("top", "bottom") for w in ("colour", "shape", "count")] + ["background"]
-    accuracy = {name: round(float((predicted[i] == test_y[:, i]).mean()), 3) for i, name in enumerate(names)}
+    label_names = [f"{s}_{w}" for s in ("top", "bottom") for w in ("colour", "shape", "count")] + ["background"]
+    accuracy = {name: round(float((predicted[i] == test_y[:, i]).mean()), 3) for i, name in enumerate(label_names)}
     record = {
         "steps": steps, "batch_size": batch_size, "images": len(names) - held_out, "held_out_images": held_out,
         "drawn_images": len(more_images),

@@ -5,8 +5,8 @@
 1. ``blip2_data.synthetic``: the synthetic_shapes dataset (train / val / test / shifted).
 2. The LLM's BPE tokenizer and the Q-Former's WordPiece vocabulary from the training text.
 3. A small OPT pre-trained on that text and on more scenes drawn as text only (``pretrain_lm.py``), frozen from
-   then on; a small EVA-ViT pre-trained to
-   name the colours, shapes and counts of the training captions (``pretrain_vit.py``, EVA-CLIP's stand-in).
+   then on; a small EVA-ViT pre-trained to name the colours, shapes, counts and background of the training
+   captions, on the training images and more drawn in memory (``pretrain_vit.py``, EVA-CLIP's stand-in).
 4. ``blip2-train stage1`` (ITC + ITM + ITG, the ViT frozen), then ``blip2-train stage2`` on the frozen LLM and ViT
    (the captioning model), then ``blip2-train finetune-vqa`` from it (the question beside the Q-Former's queries
    and in the LLM prompt, the ten answers weighted; the ViT trained with the Q-Former, as the paper fine-tunes it
