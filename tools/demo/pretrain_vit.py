@@ -5,11 +5,14 @@ stages. No encoder of this size exists and no web images can be reached, so this
 ``pretrain_lm.py`` does for the LLM: the ViT learns to name what the training captions name, for each group of
 shapes (the top or only one, the bottom one or none) its colour, shape and count, and the background's colour.
 The labels are read from the captions ("two red circles above a blue square", "... on a white background"), the
-only annotation stage 1 sees too. The classifier heads are thrown away; the ViT's weights start the stage-1 model.
+only annotation stage 1 sees too. Each label has a learned query that attends over the ViT's tokens (attention
+pooling), as the Q-Former's queries will: with the cls token and the mean patch as the one input of every head, the
+ViT named the top group's shape on held-out images 79% of the time, with the queries 97% (1200 steps, training
+images only). The queries and heads are thrown away; the ViT's weights start the stage-1 model.
 
 Besides the training images it sees more drawn in memory (``drawn_images``), as EVA-CLIP saw far more images than
-BLIP-2's pairs, never one of a val, test or shifted image. Measured, 1200 steps: with 20 000 of them its held-out
-accuracy stayed where it was (shapes 79/85% against 78/85%, top/bottom group); the shipped model was trained so.
+BLIP-2's pairs, never one of a val, test or shifted image. Measured, 1200 steps with attention pooling: with 20 000
+of them shapes 99/99% and counts 99/98% (top/bottom group), against 97/97% and 89/93% without.
 
 Inputs: the evaluation transform of blip2-data (a resize, CLIP normalisation) and a random left-right flip, the
 flip that leaves every caption true. Without a pre-trained encoder, stage 1 trains a random ViT through the
@@ -126,14 +129,20 @@ def pretrain_vit(
         vit.pos_embed.set_value(initial_positions)
     width = vision["hidden_size"]
     norm = paddle.nn.LayerNorm(width)
-    heads = paddle.nn.LayerList([paddle.nn.Linear(2 * width, n) for n in HEAD_SIZES])
-    parameters = vit.parameters() + norm.parameters() + heads.parameters()
+    # one learned query per label reads the tokens (attention pooling): the cls token and the mean patch, pooled
+    # for all seven heads alike, named the top group's shape on 79% of held-out images, these queries on 97%
+    queries = paddle.create_parameter(
+        [1, len(HEAD_SIZES), width], "float32", default_initializer=paddle.nn.initializer.Normal(std=0.02)
+    )
+    pool = paddle.nn.MultiHeadAttention(width, vision["num_heads"])
+    heads = paddle.nn.LayerList([paddle.nn.Linear(width, n) for n in HEAD_SIZES])
+    parameters = vit.parameters() + norm.parameters() + [queries] + pool.parameters() + heads.parameters()
     optimizer, schedule = adamw_warmup_cosine(parameters, learning_rate, steps, weight_decay=0.05, floor=0.02)
 
     def logits(batch: np.ndarray) -> list:
         tokens = norm(vit(paddle.to_tensor(batch)).last_hidden_state)
-        pooled = paddle.concat([tokens[:, 0], tokens[:, 1:].mean(axis=1)], axis=-1)  # cls and the mean patch
-        return [head(pooled) for head in heads]
+        pooled = pool(queries.expand([tokens.shape[0], *queries.shape[1:]]), tokens, tokens)
+        return [head(pooled[:, i]) for i, head in enumerate(heads)]
 
     # the last tenth of the images is held out, to report what the ViT learnt on images it never saw
     held_out = max(1, len(names) // 10)
