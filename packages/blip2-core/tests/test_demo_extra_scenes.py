@@ -2,25 +2,13 @@
 come from the training distribution, are labelled as the dataset's files are, and never repeat a held-out image."""
 
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
-DEMO = Path(__file__).resolve().parents[3] / "tools" / "demo"
-pytestmark = pytest.mark.skipif(not (DEMO / "pretrain_vit.py").is_file(), reason="needs the repository's tools/demo")
-
 
 @pytest.fixture(scope="module")
-def demo():
-    sys.path.insert(0, str(DEMO))
-    try:
-        import pretrain_lm
-        import pretrain_vit
-
-        yield pretrain_lm, pretrain_vit
-    finally:
-        sys.path.remove(str(DEMO))
+def demo(demo_module):
+    return demo_module("pretrain_lm"), demo_module("pretrain_vit")
 
 
 def first_scene_captions(seed_name: str) -> tuple[str, ...]:

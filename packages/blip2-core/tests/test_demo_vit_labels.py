@@ -2,24 +2,14 @@
 the VQA answers the generator wrote for the same images; a caption they cannot read is named."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-DEMO = Path(__file__).resolve().parents[3] / "tools" / "demo"
-pytestmark = pytest.mark.skipif(not (DEMO / "pretrain_vit.py").is_file(), reason="needs the repository's tools/demo")
-
 
 @pytest.fixture(scope="module")
-def pretrain_vit():
-    sys.path.insert(0, str(DEMO))
-    try:
-        import pretrain_vit
-
-        yield pretrain_vit
-    finally:
-        sys.path.remove(str(DEMO))
+def pretrain_vit(demo_module):
+    return demo_module("pretrain_vit")
 
 
 def test_labels_agree_with_the_vqa_answers(pretrain_vit, tmp_path):
