@@ -121,7 +121,7 @@ def package_model(stage1: Path, stage2: Path, vqa: Path, out: Path) -> None:
     """The captioning model with its frozen LLM inside (so nothing else is needed), the VQA model in ``vqa/``
     likewise (with its Q-Former tokenizer), stage 1 in ``stage1/``."""
     from blip2_core import Blip2ForConditionalGeneration
-    from blip2_core.default_model import VQA_SUBDIRECTORY
+    from blip2_core.default_model import STAGE1_SUBDIRECTORY, VQA_SUBDIRECTORY
     from blip2_core.text_tokenizer import QFORMER_TOKENIZER_DIR, load_tokenizer
     from blip2_data import ImageProcessor
 
@@ -134,20 +134,22 @@ def package_model(stage1: Path, stage2: Path, vqa: Path, out: Path) -> None:
         model.save_pretrained(target, tokenizer=load_tokenizer(trained), image_processor=processor)
         if (trained / QFORMER_TOKENIZER_DIR).is_dir():
             shutil.copytree(trained / QFORMER_TOKENIZER_DIR, target / QFORMER_TOKENIZER_DIR)
-    shutil.copytree(stage1, out / "stage1", ignore=shutil.ignore_patterns("checkpoint-*", "*.jsonl", "runs"))
+    shutil.copytree(stage1, out / STAGE1_SUBDIRECTORY, ignore=shutil.ignore_patterns("checkpoint-*", "*.jsonl", "runs"))
 
 
 def evaluate(model: Path, files: dict, work: Path, eval_batch: int, which: list[str] | None = None) -> dict:
     """The project's evaluators on the test split (and captions of the shifted split)."""
+    from blip2_core.default_model import STAGE1_SUBDIRECTORY, VQA_SUBDIRECTORY
+
     evaluations = work / "eval"
     common = ["--batch_size", str(eval_batch)]
     test, shifted = files["test"], files["shifted"]
     commands = {
         "caption": ["caption", "--model", str(model), "--dataset", "custom_caption", "--prompt", "",
                     "--data_files", test["image_root"], test["captions"], *common],
-        "vqa": ["vqa", "--model", str(model / "vqa"), "--dataset", "coco_vqa", "--prompt", VQA_PROMPT,
+        "vqa": ["vqa", "--model", str(model / VQA_SUBDIRECTORY), "--dataset", "coco_vqa", "--prompt", VQA_PROMPT,
                 "--data_files", test["image_root"], test["questions"], test["annotations"], *common],
-        "retrieval": ["retrieval", "--model", str(model / "stage1"), "--dataset", "coco_retrieval", "--k_test", "16",
+        "retrieval": ["retrieval", "--model", str(model / STAGE1_SUBDIRECTORY), "--dataset", "coco_retrieval", "--k_test", "16",
                       "--data_files", test["image_root"], test["captions"], *common],
         "shifted_caption": ["caption", "--model", str(model), "--dataset", "custom_caption", "--prompt", "",
                             "--data_files", shifted["image_root"], shifted["captions"], *common],

@@ -12,16 +12,18 @@ from pathlib import Path
 
 DEFAULT_MODEL_NAME = "blip2-shapes"
 _DIRECTORY = Path(__file__).resolve().parent / "default_model"
-VQA_SUBDIRECTORY = "vqa"
+STAGE1_SUBDIRECTORY, VQA_SUBDIRECTORY = "stage1", "vqa"
 _REQUIRED = ("config.json", "model.safetensors")
+
+
+def _if_complete(path: Path) -> Path | None:
+    return path if all((path / name).is_file() for name in _REQUIRED) else None
 
 
 def default_model_path() -> Path | None:
     """The default model's directory, or None when this installation does not carry it (e.g. a wheel built
     without the model files)."""
-    if all((_DIRECTORY / name).is_file() for name in _REQUIRED):
-        return _DIRECTORY
-    return None
+    return _if_complete(_DIRECTORY)
 
 
 def model_or_default(name_or_path: str | None, question: bool = False) -> str | None:
@@ -37,11 +39,9 @@ def model_or_default(name_or_path: str | None, question: bool = False) -> str | 
 
 def default_stage1_path() -> Path | None:
     """The default model's stage-1 directory (ITC/ITM heads, for retrieval), or None."""
-    path = _DIRECTORY / "stage1"
-    return path if all((path / name).is_file() for name in _REQUIRED) else None
+    return _if_complete(_DIRECTORY / STAGE1_SUBDIRECTORY)
 
 
 def default_vqa_path() -> Path | None:
     """The default model's VQA-fine-tuned directory (what ``--question`` runs without ``--model``), or None."""
-    path = _DIRECTORY / VQA_SUBDIRECTORY
-    return path if all((path / name).is_file() for name in _REQUIRED) else None
+    return _if_complete(_DIRECTORY / VQA_SUBDIRECTORY)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ..command_line import error_message, start_command_line_tool
-from ..default_model import DEFAULT_MODEL_NAME, model_or_default
+from ..default_model import DEFAULT_MODEL_NAME, default_vqa_path, model_or_default
 from ..predict import NO_DEFAULT_MODEL
 
 NEEDS = {"fastapi": "fastapi", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
@@ -98,10 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictor = Predictor.load(
             args.model, llm=args.llm, tokenizer=args.tokenizer, trust_pickle=args.trust_pickle, dtype=args.dtype
         )
-        vqa_predictor = None
-        vqa_model = model_or_default(None, question=True) if answers_from_default else None
-        if vqa_model is not None and vqa_model != args.model:
-            vqa_predictor = Predictor.load(vqa_model, dtype=args.dtype)
+        vqa_model = default_vqa_path() if answers_from_default else None
+        vqa_predictor = None if vqa_model is None else Predictor.load(str(vqa_model), dtype=args.dtype)
         gallery = None
         if args.gallery:
             from .gallery import Gallery
