@@ -7,7 +7,9 @@ import pytest
 from conftest import write_jpeg, write_json
 
 import blip2_data.download as download
+import blip2_data.prepare as prepare
 from blip2_data import ChecksumError, DatasetNotAvailableError, blip2_home, download_file, load_dataset
+from blip2_data.dataset_sources import RemoteFile, SplitSource
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 
@@ -80,10 +82,10 @@ def test_load_dataset_downloads_into_blip2_home(file_server, tmp_path, monkeypat
     file_server.files["val2014.zip"] = zip_of({"val2014/COCO_val2014_000000000042.jpg": jpeg})
     rows = [{"image": "val2014/COCO_val2014_000000000042.jpg", "caption": ["a cake", "a table"]}]
     file_server.files["coco_karpathy_val.json"] = write_json(tmp_path / "src" / "val.json", rows).read_bytes()
-    archive = download.RemoteFile(file_server.url("val2014.zip"), "archives/val2014.zip", extract_to="images")
-    annotation = download.RemoteFile(file_server.url("coco_karpathy_val.json"), "annotations/coco_karpathy_val.json")
-    sources = {"coco_caption": ("coco", {"val": download.SplitSource([annotation], [archive])})}
-    monkeypatch.setattr(download, "DATASET_SOURCES", sources)
+    archive = RemoteFile(file_server.url("val2014.zip"), "archives/val2014.zip", extract_to="images")
+    annotation = RemoteFile(file_server.url("coco_karpathy_val.json"), "annotations/coco_karpathy_val.json")
+    sources = {"coco_caption": ("coco", {"val": SplitSource([annotation], [archive])})}
+    monkeypatch.setattr(prepare, "DATASET_SOURCES", sources)
     monkeypatch.setenv("BLIP2_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("BLIP2_OFFLINE", raising=False)
     (dataset,) = load_dataset("coco_caption", splits=["val"], progress=False)
@@ -107,8 +109,8 @@ def test_offline_error_lists_what_to_place_where(tmp_path, monkeypatch):
 
 
 def test_unreachable_server_is_reported_as_not_available(tmp_path, monkeypatch):
-    remote = download.RemoteFile("http://127.0.0.1:9/vg_caption.json", "annotations/vg_caption.json")
-    monkeypatch.setattr(download, "DATASET_SOURCES", {"vg_caption": ("vg", {"train": download.SplitSource([remote])})})
+    remote = RemoteFile("http://127.0.0.1:9/vg_caption.json", "annotations/vg_caption.json")
+    monkeypatch.setattr(prepare, "DATASET_SOURCES", {"vg_caption": ("vg", {"train": SplitSource([remote])})})
     monkeypatch.setenv("BLIP2_HOME", str(tmp_path))
     monkeypatch.delenv("BLIP2_OFFLINE", raising=False)
     with pytest.raises(
@@ -184,10 +186,10 @@ def serve_coco_val(file_server, tmp_path, monkeypatch) -> None:
     jpeg = write_jpeg(tmp_path / "src" / "x.jpg").read_bytes()
     file_server.files["val2014.zip"] = zip_of({"val2014/COCO_val2014_000000000042.jpg": jpeg})
     file_server.files["coco_karpathy_val.json"] = b"[]"
-    archive = download.RemoteFile(file_server.url("val2014.zip"), "archives/val2014.zip", extract_to="images")
-    annotation = download.RemoteFile(file_server.url("coco_karpathy_val.json"), "annotations/coco_karpathy_val.json")
-    sources = {"coco_caption": ("coco", {"val": download.SplitSource([annotation], [archive])})}
-    monkeypatch.setattr(download, "DATASET_SOURCES", sources)
+    archive = RemoteFile(file_server.url("val2014.zip"), "archives/val2014.zip", extract_to="images")
+    annotation = RemoteFile(file_server.url("coco_karpathy_val.json"), "annotations/coco_karpathy_val.json")
+    sources = {"coco_caption": ("coco", {"val": SplitSource([annotation], [archive])})}
+    monkeypatch.setattr(prepare, "DATASET_SOURCES", sources)
     monkeypatch.setenv("BLIP2_HOME", str(tmp_path / "home"))
 
 
@@ -197,11 +199,11 @@ def test_hf_offline_variables_stop_dataset_downloads(file_server, tmp_path, monk
     serve_coco_val(file_server, tmp_path, monkeypatch)
     monkeypatch.setenv(variable, value)
     with pytest.raises(DatasetNotAvailableError, match="coco_karpathy_val.json"):
-        download.prepare_dataset("coco_caption", ["val"], progress=False)
+        prepare.prepare_dataset("coco_caption", ["val"], progress=False)
     assert file_server.requests == []
     # The same server is reachable once the variable is off: the error above came from the offline rule.
     monkeypatch.setenv(variable, "0")
-    download.prepare_dataset("coco_caption", ["val"], progress=False)
+    prepare.prepare_dataset("coco_caption", ["val"], progress=False)
     assert sorted(name for name, _ in file_server.requests) == ["coco_karpathy_val.json", "val2014.zip"]
 
 
@@ -209,7 +211,7 @@ def test_a_missing_file_is_reported_as_not_worth_retrying(file_server, tmp_path,
     serve_coco_val(file_server, tmp_path, monkeypatch)
     del file_server.files["val2014.zip"]
     with pytest.raises(DatasetNotAvailableError) as info:
-        download.prepare_dataset("coco_caption", ["val"], progress=False)
+        prepare.prepare_dataset("coco_caption", ["val"], progress=False)
     message = str(info.value)
     assert "val2014.zip" in message and "failed: HTTPError: HTTP Error 404" in message
     assert "running again will not help" in message

@@ -6,7 +6,8 @@ import pytest
 from conftest import coco_name, write_jpeg, write_json
 
 from blip2_data import DatasetError, DatasetNotAvailableError
-from blip2_data.datasets import EVAL_SOURCES, load_eval_dataset
+from blip2_data.dataset_sources import EVAL_SOURCES
+from blip2_data.load import load_eval_dataset
 
 
 def nocaps_tree(root):

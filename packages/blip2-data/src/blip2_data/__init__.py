@@ -1,43 +1,16 @@
-"""BLIP-2 data: COCO / VG / VQAv2 / custom datasets, image and text processors, collators, data loading."""
+"""BLIP-2 data: COCO / VG / VQAv2 / custom datasets, image and text processors, collators, data loading.
 
-try:
-    import paddle  # noqa: F401 - the loaders are paddle's; checked first so that a missing install says what to do
-except ModuleNotFoundError as error:
-    if error.name != "paddle":
-        raise
-    raise ModuleNotFoundError(
-        "blip2-data needs PaddlePaddle, which is not installed: pip install 'blip2-data[cpu]' (or pip install "
-        "paddlepaddle) for the CPU build; for a GPU, pip install paddlepaddle-gpu (pick the CUDA build on "
-        "paddlepaddle.org.cn)",
-        name="paddle",
-    ) from None
+Each name loads its module on first use, so ``import blip2_data`` imports neither paddle nor numpy. Only the
+datasets (``Blip2Dataset``, ``ConcatDataset``, ``concat_datasets``, ``load_dataset``) and ``Blip2DataLoader`` need
+paddle; without it they raise a ModuleNotFoundError saying what to install. The downloader, the processors,
+the collator and the errors work without paddle.
+"""
 
-from .collator import IGNORE_INDEX, Blip2Collator, pad_sequences
-from .datasets import Blip2Dataset, ConcatDataset, concat_datasets
-from .download import (
-    DATASET_SOURCES,
-    IncompleteDownloadError,
-    RemoteFile,
-    blip2_home,
-    download_file,
-    is_offline,
-    is_retryable,
-    prepare_dataset,
-)
-from .errors import BadSampleError, ChecksumError, DatasetError, DatasetNotAvailableError
-from .image import (
-    CAPTION_EVAL_IMAGE_SIZE,
-    CLIP_MEAN,
-    CLIP_STD,
-    PRETRAIN_IMAGE_SIZE,
-    VQA_EVAL_IMAGE_SIZE,
-    ImageProcessor,
-    ImageProcessorConfig,
-    load_image,
-)
-from .load import load_dataset
-from .loader import Blip2DataLoader
-from .text import CAPTION_PROMPT, VQA_PROMPT, TextProcessor, apply_prompt, pre_caption, pre_question
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .lazy_names import lazy_module_getattr
 
 __all__ = [
     "BadSampleError",
@@ -75,3 +48,68 @@ __all__ = [
     "pre_question",
     "prepare_dataset",
 ]
+
+# Public name → the module that defines it (imported on first use of one of its names).
+_SOURCES = {
+    "IGNORE_INDEX": ".collator",
+    "Blip2Collator": ".collator",
+    "pad_sequences": ".collator",
+    "DATASET_SOURCES": ".dataset_sources",
+    "RemoteFile": ".dataset_sources",
+    "Blip2Dataset": ".datasets",
+    "ConcatDataset": ".datasets",
+    "concat_datasets": ".datasets",
+    "IncompleteDownloadError": ".download",
+    "blip2_home": ".download",
+    "download_file": ".download",
+    "is_offline": ".download",
+    "is_retryable": ".download",
+    "BadSampleError": ".errors",
+    "ChecksumError": ".errors",
+    "DatasetError": ".errors",
+    "DatasetNotAvailableError": ".errors",
+    "CAPTION_EVAL_IMAGE_SIZE": ".image",
+    "CLIP_MEAN": ".image",
+    "CLIP_STD": ".image",
+    "PRETRAIN_IMAGE_SIZE": ".image",
+    "VQA_EVAL_IMAGE_SIZE": ".image",
+    "ImageProcessor": ".image",
+    "ImageProcessorConfig": ".image",
+    "load_image": ".image",
+    "load_dataset": ".load",
+    "Blip2DataLoader": ".loader",
+    "prepare_dataset": ".prepare",
+    "CAPTION_PROMPT": ".text",
+    "VQA_PROMPT": ".text",
+    "TextProcessor": ".text",
+    "apply_prompt": ".text",
+    "pre_caption": ".text",
+    "pre_question": ".text",
+}
+
+if TYPE_CHECKING:  # for type checkers and editors, which do not run __getattr__
+    from .collator import IGNORE_INDEX, Blip2Collator, pad_sequences
+    from .dataset_sources import DATASET_SOURCES, RemoteFile
+    from .datasets import Blip2Dataset, ConcatDataset, concat_datasets
+    from .download import IncompleteDownloadError, blip2_home, download_file, is_offline, is_retryable
+    from .errors import BadSampleError, ChecksumError, DatasetError, DatasetNotAvailableError
+    from .image import (
+        CAPTION_EVAL_IMAGE_SIZE,
+        CLIP_MEAN,
+        CLIP_STD,
+        PRETRAIN_IMAGE_SIZE,
+        VQA_EVAL_IMAGE_SIZE,
+        ImageProcessor,
+        ImageProcessorConfig,
+        load_image,
+    )
+    from .load import load_dataset
+    from .loader import Blip2DataLoader
+    from .prepare import prepare_dataset
+    from .text import CAPTION_PROMPT, VQA_PROMPT, TextProcessor, apply_prompt, pre_caption, pre_question
+
+__getattr__ = lazy_module_getattr(__name__, _SOURCES)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

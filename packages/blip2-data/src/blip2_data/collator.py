@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import SKIPPED_KEY
+from .errors import SKIPPED_KEY
 from .text import CAPTION_PROMPT, VQA_PROMPT, apply_prompt
 
 IGNORE_INDEX = -100  # label value the losses skip

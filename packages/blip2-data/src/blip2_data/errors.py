@@ -1,10 +1,13 @@
-"""Errors that say which file, row and sample went wrong.
+"""Errors that say which file, row and sample went wrong, and the item that stands for a skipped bad sample.
 
 Every class takes a single message argument: paddle's DataLoader re-raises a worker's exception in the main
 process as ``type(exc)(message_with_traceback)``, so anything else would turn into a TypeError there.
 """
 
 from __future__ import annotations
+
+# An item that is only a note "this sample was bad and skipped": datasets return it, the collator drops it.
+SKIPPED_KEY = "_skipped"
 
 
 class DatasetError(ValueError):

@@ -1,4 +1,5 @@
-"""``load_dataset``: the PaddleMIX / LAVIS entry point, with each name mapped explicitly to its own format."""
+"""The entry points: ``load_dataset`` (PaddleMIX / LAVIS's, each name mapped explicitly to its own format) and
+``load_eval_dataset`` for the evaluation-only sets (NoCaps, OK-VQA, GQA, Flickr30K)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Union
 
-from .datasets import Blip2Dataset, build_split
-from .download import prepare_dataset
+from .annotations import coco_caption_file_samples, read_json, resolve_images
+from .dataset_sources import EVAL_SOURCES
+from .datasets import Blip2Dataset, build_split, dataset_from_samples
 from .errors import DatasetError
+from .prepare import fetch_eval_files, prepare_dataset
 
 # name → annotation kind. An explicit table: PaddleMIX's lookup by module scan made "vg_caption" load COCO.
 DATASET_KINDS: dict[str, str] = {
@@ -104,3 +107,50 @@ def load_dataset(
             dataset.check_images()
         datasets.append(dataset)
     return datasets
+
+
+def build_eval_split(
+    name: str, image_root: str, annotation_files: Sequence[str], *, skip_bad_samples: bool = False, **options: Any
+) -> Blip2Dataset:
+    """One evaluation dataset of ``name`` (a key of ``EVAL_SOURCES``) from local files."""
+    if name not in EVAL_SOURCES:
+        raise DatasetError(f"unknown evaluation dataset {name!r}; known: {sorted(EVAL_SOURCES)}")
+    source = EVAL_SOURCES[name]
+    if not os.path.isdir(image_root):
+        raise DatasetError(f"{name}: image root is not a directory: {image_root}")
+    first = str(annotation_files[0])
+    if source.kind == "caption" and not first.endswith(".jsonl") and isinstance(read_json(first), dict):
+        skipped: list[str] = []
+        samples, origins = coco_caption_file_samples(first, skip_bad_samples, skipped)
+        resolve_images(samples, image_root)
+        return dataset_from_samples(
+            name, source.split, [first], samples, origins, skipped, skip_bad_samples=skip_bad_samples, **options
+        )
+    return build_split(
+        name, source.kind, source.split, image_root, annotation_files, skip_bad_samples=skip_bad_samples, **options
+    )
+
+
+def load_eval_dataset(
+    name: str,
+    data_files: Sequence | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    progress: bool = True,
+    **options: Any,
+) -> Blip2Dataset:
+    """NoCaps val, OK-VQA val, GQA testdev-balanced or Flickr30K test.
+
+    ``data_files``: ``[image_root, annotation_json or [files]]``. Without it the annotations are downloaded into
+    ``cache_dir`` (default ``$BLIP2_HOME/datasets/<name>``) and the images are expected under ``images/`` there
+    (COCO's are downloaded as for coco_caption); what is missing is listed with where to put it.
+    """
+    if name not in EVAL_SOURCES:
+        raise DatasetError(f"unknown evaluation dataset {name!r}; known: {sorted(EVAL_SOURCES)}")
+    if data_files is not None:
+        image_root, files = data_files[0], data_files[1]
+        files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        return build_eval_split(name, str(image_root), [str(f) for f in files], **options)
+    image_root, files = fetch_eval_files(name, cache_dir, download, progress)
+    return build_eval_split(name, image_root, files, **options)

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
-from paddle.io import BatchSampler, DataLoader, Dataset
 
 from .errors import BadSampleError
+from .paddle_io import BatchSampler, DataLoader, Dataset
 
 logger = logging.getLogger(__name__)
 
