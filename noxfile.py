@@ -3,7 +3,8 @@
 nox -s tests                 every package's tests, in one shared environment
 nox -s tests -- qformer      one package's tests (folder name under packages/)
 nox -s parity                regenerate the golden fixtures with HF transformers + torch, test against them
-nox -s standalone            build the eva-vit and qformer wheels, install each alone in a clean venv, test it
+nox -s standalone            the encoder-common, eva-vit and qformer wheels, each installed in a clean venv with
+                             only its declared dependencies, and tested there
 nox -s lint                  ruff
 nox -s build                 a wheel for every package, into dist/
 """
@@ -17,9 +18,11 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-# Dependency order: the reusable encoders first, then what stands on them.
-PACKAGES = ["eva-vit", "qformer", "blip2-data", "blip2-core", "blip2-train", "blip2-eval"]
-STANDALONE = ["eva-vit", "qformer"]
+# Dependency order: what the reusable encoders share, the encoders, then what stands on them.
+PACKAGES = ["encoder-common", "eva-vit", "qformer", "blip2-data", "blip2-core", "blip2-train", "blip2-eval"]
+STANDALONE = ["encoder-common", "eva-vit", "qformer"]
+# The one package of ours that the STANDALONE ones depend on; not on PyPI, so standalone builds its wheel too.
+ENCODER_COMMON = "encoder-common"
 PARITY_PACKAGES = ["eva-vit", "qformer", "blip2-core"]
 # Tests against the golden fixtures: the reference's outputs, and the checkpoint layouts' real key sets
 PARITY_TESTS = ["test_parity.py", "test_layouts.py"]
@@ -140,15 +143,19 @@ def bench(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("package", STANDALONE)
 def standalone(session: nox.Session, package: str) -> None:
-    """The package's wheel, installed alone with only its declared dependencies, passes its tests."""
+    """The package's wheel, installed with only its declared dependencies, passes its tests.
+
+    Its one dependency of ours, blip2-encoder-common, is not on PyPI: its wheel is built here too and installed
+    with it (pip takes a wheel file named on the command line as the dependency it satisfies).
+    """
     (source,) = package_dirs([package])
-    wheels = Path(session.create_tmp()) / "wheels"
-    shutil.rmtree(wheels, ignore_errors=True)
     session.install("build")
-    session.run("python", "-m", "build", "--wheel", "--outdir", str(wheels), str(source))
-    (wheel,) = wheels.glob("*.whl")
-    session.run("pip", "uninstall", "-y", "-q", "blip2-eva-vit", "blip2-qformer", success_codes=[0, 1])
-    session.install(f"{wheel}[cpu,test]")
+    wheel = build_wheel(session, package)
+    common = [] if package == ENCODER_COMMON else [str(build_wheel(session, ENCODER_COMMON))]
+    session.run(
+        "pip", "uninstall", "-y", "-q", "blip2-encoder-common", "blip2-eva-vit", "blip2-qformer", success_codes=[0, 1]
+    )
+    session.install(*common, f"{wheel}[cpu,test]")
     # Tests run from a copy, away from the source tree, so only the installed wheel can be imported.
     copy = Path(session.create_tmp()) / package
     shutil.rmtree(copy, ignore_errors=True)
@@ -158,6 +165,16 @@ def standalone(session: nox.Session, package: str) -> None:
     session.run("python", "-c", f"import {module}; assert 'site-packages' in {module}.__file__, {module}.__file__")
     with session.chdir(copy):
         session.run("pytest", "-q", "-p", "no:cacheprovider", "tests")
+
+
+def build_wheel(session: nox.Session, package: str) -> Path:
+    """The wheel of packages/``package``, built into a folder of its own."""
+    (source,) = package_dirs([package])
+    out = Path(session.create_tmp()) / "wheels" / package
+    shutil.rmtree(out, ignore_errors=True)
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(out), str(source))
+    (wheel,) = out.glob("*.whl")
+    return wheel
 
 
 @nox.session

@@ -1,6 +1,7 @@
 """EVA-ViT-g image encoder for PaddlePaddle, as used by BLIP-2."""
 
-from ._shared import LayerNormFp32, LoadReport, assign_weights, use_all_cores
+from blip2_encoder_common import LayerNormFp32, LoadReport, assign_weights, use_all_cores
+
 from .config import EvaVitConfig
 from .formats import convert_state_dict, detect_layout, to_hf_state_dict
 from .loading import fit_to_config, load_pretrained

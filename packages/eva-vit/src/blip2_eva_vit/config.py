@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ._shared import config_from_dict
+from blip2_encoder_common import config_from_dict
 
 
 @dataclass

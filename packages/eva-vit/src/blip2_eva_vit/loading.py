@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import paddle
 
-from ._shared import LoadReport, assign_weights, in_dtype
+from blip2_encoder_common import LoadReport, assign_weights, in_dtype
+
 from .config import EvaVitConfig
 from .formats import convert_state_dict
 from .model import EvaVisionTransformer, resize_position_embedding

@@ -10,7 +10,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from ._shared import LayerNormFp32
+from blip2_encoder_common import LayerNormFp32
+
 from .config import EvaVitConfig
 
 

@@ -1,6 +1,7 @@
 """The BLIP-2 Q-Former and its stage-1 heads for PaddlePaddle; usable on any image features."""
 
-from ._shared import LayerNormFp32, LoadReport, assign_weights, use_all_cores
+from blip2_encoder_common import LayerNormFp32, LoadReport, assign_weights, use_all_cores
+
 from .config import QFormerConfig
 from .distributed import all_gather_with_grad, concat_all_gather, rank_and_world_size
 from .formats import convert_state_dict, detect_layout

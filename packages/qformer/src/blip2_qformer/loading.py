@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._shared import LoadReport, assign_weights
+from blip2_encoder_common import LoadReport, assign_weights
+
 from .formats import convert_state_dict
 from .model import QFormer
 from .pretraining import QFormerForPretraining

@@ -9,7 +9,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from ._shared import LayerNormFp32
+from blip2_encoder_common import LayerNormFp32
+
 from .config import QFormerConfig
 
 # BERT's additive mask value, kept for bit-level agreement with LAVIS and HF.

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import paddle
 
-from .._shared import in_dtype
+from blip2_encoder_common import in_dtype
+
 from ..pretraining import QFormerForPretraining
 from .lavis import rename_bridge_key
 
