@@ -16,7 +16,7 @@ from common import SIZES, current_rss_mb, parse_args, peak_rss_mb, timed, write_
 
 def main() -> None:
     args = parse_args("Our side of the benchmark")
-    from blip2_core.command_line import start_command_line_tool
+    from blip2_core.cli.command_line import start_command_line_tool
 
     threads = start_command_line_tool()  # as blip2-predict does: every core, MKL's AMD kernels
 

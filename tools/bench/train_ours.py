@@ -23,7 +23,7 @@ def main() -> None:
     args = parse_args("Our side of the training benchmark")
     side = "train-ours-cache" if cached else "train-ours"
     forget_result(args, side)
-    from blip2_core.command_line import start_command_line_tool
+    from blip2_core.cli.command_line import start_command_line_tool
 
     threads = start_command_line_tool()  # as blip2-train does: every core, MKL's AMD kernels
 

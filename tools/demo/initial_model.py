@@ -61,7 +61,7 @@ def write_initial_stage1(
     import paddle
 
     from blip2_core import Blip2Config, Blip2Qformer
-    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_core.loading.text_tokenizer import load_tokenizer
     from blip2_data import ImageProcessor, ImageProcessorConfig
     from blip2_eva_vit import EvaVitConfig
     from blip2_qformer import QFormerConfig

@@ -164,9 +164,9 @@ def pretrain(
     from safetensors.numpy import save_file
 
     from blip2_core.formats.hf import llm_from_hf
-    from blip2_core.language_model import LanguageModel
-    from blip2_core.text_config import TextConfig
-    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_core.loading.text_tokenizer import load_tokenizer
+    from blip2_core.model.language_model import LanguageModel
+    from blip2_core.model.text_config import TextConfig
 
     tokenizer = load_tokenizer(tokenizer_dir)
     newline = newline_id(tokenizer)

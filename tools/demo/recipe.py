@@ -121,8 +121,8 @@ def package_model(stage1: Path, stage2: Path, vqa: Path, out: Path) -> None:
     """The captioning model with its frozen LLM inside (so nothing else is needed), the VQA model in ``vqa/``
     likewise (with its Q-Former tokenizer), stage 1 in ``stage1/``."""
     from blip2_core import Blip2ForConditionalGeneration
-    from blip2_core.default_model import STAGE1_SUBDIRECTORY, VQA_SUBDIRECTORY
-    from blip2_core.text_tokenizer import QFORMER_TOKENIZER_DIR, load_tokenizer
+    from blip2_core.loading.default_model import STAGE1_SUBDIRECTORY, VQA_SUBDIRECTORY
+    from blip2_core.loading.text_tokenizer import QFORMER_TOKENIZER_DIR, load_tokenizer
     from blip2_data import ImageProcessor
 
     if out.exists():
@@ -139,7 +139,7 @@ def package_model(stage1: Path, stage2: Path, vqa: Path, out: Path) -> None:
 
 def evaluate(model: Path, files: dict, work: Path, eval_batch: int, which: list[str] | None = None) -> dict:
     """The project's evaluators on the test split (and captions of the shifted split)."""
-    from blip2_core.default_model import STAGE1_SUBDIRECTORY, VQA_SUBDIRECTORY
+    from blip2_core.loading.default_model import STAGE1_SUBDIRECTORY, VQA_SUBDIRECTORY
 
     evaluations = work / "eval"
     common = ["--batch_size", str(eval_batch)]

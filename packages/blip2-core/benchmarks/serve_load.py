@@ -100,8 +100,8 @@ def main() -> None:
     if not 1 <= args.requests <= 512 or not 1 <= args.clients <= 64:
         parser.error("keep it bounded: 1-512 requests, 1-64 clients")
 
-    from blip2_core.command_line import start_command_line_tool
-    from blip2_core.inference import Predictor
+    from blip2_core.cli.command_line import start_command_line_tool
+    from blip2_core.inference.predictor import Predictor
     from blip2_core.serve.app import create_app
 
     threads = start_command_line_tool()

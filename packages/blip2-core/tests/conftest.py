@@ -68,7 +68,7 @@ def images(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_predictor(model_dir):
     """The tiny model, loaded once for all the service's tests."""
-    from blip2_core.inference import Predictor
+    from blip2_core.inference.predictor import Predictor
 
     return Predictor.load(str(model_dir))
 

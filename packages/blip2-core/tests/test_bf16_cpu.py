@@ -11,9 +11,10 @@ import pytest
 from safetensors.numpy import load_file
 
 from blip2_core import Blip2ForConditionalGeneration
-from blip2_core import compiled_image_encoder as compiled
-from blip2_core.compiled_image_encoder import CompiledImageEncoder, cpu_bf16_support
-from blip2_core.inference import Predictor
+from blip2_core.inference.predictor import Predictor
+from blip2_core.loading import compiled_image_encoder as compiled
+from blip2_core.loading.bundle import ModelBundle
+from blip2_core.loading.compiled_image_encoder import CompiledImageEncoder, cpu_bf16_support
 
 needs_bf16 = pytest.mark.skipif(cpu_bf16_support() is None, reason="this CPU has neither avx512_bf16 nor AMX")
 
@@ -84,12 +85,14 @@ def test_the_export_is_cached_on_disk_and_keyed_by_the_weights(fp32_model, cache
 @needs_bf16
 def test_from_pretrained_bfloat16_captions_agree_with_float32(fixtures_dir, fp32_model, reference):
     model = Blip2ForConditionalGeneration.from_pretrained(fixtures_dir / "opt" / "hf", dtype="bfloat16")
-    assert isinstance(model.get_image_features, CompiledImageEncoder)
+    assert isinstance(model.compiled_image_encoder, CompiledImageEncoder)
     # the dygraph copy of the image side is freed: the compiled graph holds the weights
     assert not any(p._is_initialized() for p in model.vision_model.parameters())
     assert not any(p._is_initialized() for p in model.qformer.parameters())
-    assert Predictor(model, None, None).dtype == "image bfloat16 (compiled oneDNN), LLM float32"  # what runs
-    assert Predictor(fp32_model, None, None).dtype == "float32"
+    assert (
+        Predictor(ModelBundle(model, None, None)).dtype == "image bfloat16 (compiled oneDNN), LLM float32"
+    )  # what runs
+    assert Predictor(ModelBundle(fp32_model, None, None)).dtype == "float32"
     inputs = (reference["pixel_values"], reference["prompt_ids"], reference["prompt_mask"])
 
     logits = model(*inputs).logits.numpy()

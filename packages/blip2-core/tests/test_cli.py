@@ -10,8 +10,8 @@ from tiny_checkpoints import assert_generates_the_reference
 
 from blip2_core import Blip2ForConditionalGeneration, Blip2Qformer
 from blip2_core.checkpoint_io import write_safetensors
-from blip2_core.merge import main as merge_main
-from blip2_core.predict import main as predict_main
+from blip2_core.cli.merge import main as merge_main
+from blip2_core.cli.predict import main as predict_main
 
 
 def split_stage1(fixtures_dir, tmp_path):
@@ -67,7 +67,7 @@ def test_merge_refuses_a_bridge_without_the_qformer(fixtures_dir, tmp_path, caps
 
 def generate_by_hand(model_dir, images, prompt, **settings):
     """What blip2-predict should print, computed through the Python API with every setting spelled out."""
-    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_core.loading.text_tokenizer import load_tokenizer
     from blip2_data import ImageProcessor, ImageProcessorConfig
 
     model = Blip2ForConditionalGeneration.from_pretrained(model_dir)
@@ -107,7 +107,7 @@ def test_predict_answers_with_the_papers_vqa_settings(model_dir, images, capsys)
 
 
 def test_predict_without_model_runs_the_embedded_default(images, capsys):
-    from blip2_core.default_model import default_model_path
+    from blip2_core.loading.default_model import default_model_path
 
     args = ["--image", images[0], "--num-beams", "1", "--max-new-tokens", "6", "--min-new-tokens", "1"]
     assert predict_main(args) == 0
@@ -117,7 +117,7 @@ def test_predict_without_model_runs_the_embedded_default(images, capsys):
 
 
 def test_predict_without_model_answers_with_the_default_vqa_model(images, capsys):
-    from blip2_core.default_model import default_vqa_path
+    from blip2_core.loading.default_model import default_vqa_path
 
     args = ["--image", images[0], "--question", "what color is the circle?", "--num-beams", "1"]
     assert predict_main(args) == 0
@@ -127,7 +127,7 @@ def test_predict_without_model_answers_with_the_default_vqa_model(images, capsys
 
 
 def test_predict_explains_missing_model_and_bad_images(model_dir, images, tmp_path, capsys, monkeypatch):
-    from blip2_core import default_model
+    from blip2_core.loading import default_model
 
     monkeypatch.setattr(default_model, "_DIRECTORY", tmp_path / "none")  # a wheel built without the model
     assert predict_main(["--image", images[0]]) == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from blip2_core.default_model import default_model_path, default_stage1_path, default_vqa_path, model_or_default
+from blip2_core.loading.default_model import default_model_path, default_stage1_path, default_vqa_path, model_or_default
 
 MODEL = default_model_path()
 pytestmark = pytest.mark.skipif(MODEL is None, reason="this installation carries no default model")
@@ -28,7 +28,7 @@ def offline_env(tmp_path: Path) -> dict:
 
 
 def test_the_model_directory_is_complete_and_small():
-    from blip2_core.config import Blip2Config
+    from blip2_core.model.config import Blip2Config
 
     for directory in (MODEL, default_vqa_path()):  # captions, and answers
         config = Blip2Config.from_file(directory / "config.json")
@@ -51,7 +51,7 @@ def test_it_loads_offline_with_its_own_tokenizer(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     from blip2_core import Blip2ForConditionalGeneration, Blip2Qformer
-    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_core.loading.text_tokenizer import load_tokenizer
 
     model = Blip2ForConditionalGeneration.from_pretrained(MODEL)
     assert not model.load_report.missing

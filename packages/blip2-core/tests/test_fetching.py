@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from blip2_core.fetching import fetch_url, url_cache_path
-from blip2_core.hub import ModelNotAvailableError
-from blip2_core.model_names import EVA_VIT_G_URL
+from blip2_core.loading.fetching import fetch_url, url_cache_path
+from blip2_core.loading.hub import ModelNotAvailableError
+from blip2_core.loading.model_names import EVA_VIT_G_URL
 
 PAYLOAD = bytes(range(256)) * 1200  # 300 KiB
 

@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from blip2_core.generation import GenerationConfig, generate
+from blip2_core.model.generation import GenerationConfig, generate
 
 VOCAB = 5
 EOS = 4

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from blip2_core.hub import ModelNotAvailableError, hub_cache_dir, resolve, split_repo_id
+from blip2_core.loading.hub import ModelNotAvailableError, hub_cache_dir, resolve, split_repo_id
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "paddlemix/blip2-stage2"
@@ -138,5 +138,5 @@ def test_unreachable_hub_raises_quickly_or_falls_back_to_cache(tmp_path, monkeyp
 
 
 def test_import_does_not_load_huggingface_hub():
-    code = "import sys, blip2_core.hub; assert 'huggingface_hub' not in sys.modules"
+    code = "import sys, blip2_core.loading.hub; assert 'huggingface_hub' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -13,8 +13,8 @@ from tiny_checkpoints import paddlemix_config, save_pdparams
 
 from blip2_core import Blip2ForConditionalGeneration
 from blip2_core.checkpoint_io import read_state_dict, write_safetensors
+from blip2_core.cli.merge import main as merge_main
 from blip2_core.formats import as_full_checkpoint, convert_state_dict, detect_layout
-from blip2_core.merge import main as merge_main
 
 ATOL = 1e-4
 VISION_HEADS = 4  # tools/shapes.py

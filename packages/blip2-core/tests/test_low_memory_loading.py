@@ -14,8 +14,9 @@ import paddle
 import pytest
 from paddle import nn
 
-from blip2_core import Blip2ForConditionalGeneration, pretrained
+from blip2_core import Blip2ForConditionalGeneration
 from blip2_core.checkpoint_io import read_state_dict
+from blip2_core.loading import precision, pretrained
 from blip2_qformer import assign_weights
 
 LAYERS, WIDTH = 8, 512  # 2.1M parameters: 8 MB in float32; one weight is 1 MB in float32, 0.5 MB in bf16
@@ -118,17 +119,17 @@ def test_from_pretrained_builds_the_model_without_random_values(fixtures_dir, mo
 
 
 def test_on_a_gpu_bf16_weights_are_loaded_as_bf16_not_cast_after(fixtures_dir, monkeypatch):
-    """The GPU path, on a CPU: with _on_gpu faked, the parameters are already bf16 when loading ends."""
+    """The GPU path, on a CPU: with on_gpu faked, the parameters are already bf16 when loading ends."""
     reference = Blip2ForConditionalGeneration.from_pretrained(fixtures_dir / "opt" / "hf")
-    monkeypatch.setattr(pretrained, "_on_gpu", lambda: True)
+    monkeypatch.setattr(precision, "on_gpu", lambda: True)
     seen = {}
 
-    def record_then_cast(model, dtype):
+    def record_then_cast(model, plan):
         seen.update({name: param.dtype for name, param in model.named_parameters()})
-        return cast(model, dtype)
+        return finish_cast(model, plan)
 
-    cast = pretrained.cast
-    monkeypatch.setattr(pretrained, "cast", record_then_cast)
+    finish_cast = pretrained.finish_cast
+    monkeypatch.setattr(pretrained, "finish_cast", record_then_cast)
     model = Blip2ForConditionalGeneration.from_pretrained(fixtures_dir / "opt" / "hf", dtype="bfloat16")
 
     layer_norms = {f"vision_model.{name}.{p}" for name, layer in model.vision_model.named_sublayers()

@@ -10,7 +10,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from blip2_core import Blip2Config, Blip2ForConditionalGeneration, Blip2Qformer
-from blip2_core.hub import ModelNotAvailableError
+from blip2_core.loading.hub import ModelNotAvailableError
 
 # The config.json of PaddleMIX's BLIP-2 README (blip2-stage2), verbatim.
 PADDLEMIX_CONFIG = {
@@ -197,21 +197,24 @@ def test_shape_mismatch_names_key_and_shapes(fixtures_dir, tmp_path):
         Blip2ForConditionalGeneration.from_pretrained(fixtures_dir / "opt" / "hf", config=config)
 
 
-def test_missing_weights_are_reported(fixtures_dir, tmp_path):
+def test_missing_weights_are_an_error_unless_allowed_and_then_reported(fixtures_dir, tmp_path):
     hf = fixtures_dir / "opt" / "hf"
     partial = tmp_path / "partial"
     shutil.copytree(hf, partial)
     state = load_file(str(partial / "model.safetensors"))
     from blip2_core.checkpoint_io import write_safetensors
+    from blip2_core.loading.pretrained import MissingWeightsError
 
     write_safetensors({k: v for k, v in state.items() if not k.startswith("language_projection")}, partial)
-    model = Blip2ForConditionalGeneration.from_pretrained(partial)
+    with pytest.raises(MissingWeightsError, match=r"lacks 2 weights of the model \(language_projection.bias, "):
+        Blip2ForConditionalGeneration.from_pretrained(partial)
+    model = Blip2ForConditionalGeneration.from_pretrained(partial, allow_missing_weights=True)
     assert model.load_report.missing == ["language_projection.bias", "language_projection.weight"]
 
 
 def test_pickles_need_trust_unless_named_directly(fixtures_dir, tmp_path, monkeypatch):
-    from blip2_core import pretrained
     from blip2_core.checkpoint_io import UntrustedPickleError
+    from blip2_core.loading import pretrained
 
     config = Blip2Config.from_file(fixtures_dir / "opt" / "hf" / "config.json")
     lavis = fixtures_dir / "opt" / "lavis.pth"

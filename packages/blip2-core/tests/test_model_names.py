@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from blip2_core.model_names import KINDS, LAYOUTS, all_entries, format_table, lookup
+from blip2_core.loading.model_names import KINDS, LAYOUTS, all_entries, format_table, lookup
 
 LAVIS = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from blip2_core.predict import main as predict_main
+from blip2_core.cli.predict import main as predict_main
 
 FAST = ["--num-beams", "2", "--max-new-tokens", "6", "--min-new-tokens", "1"]
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from blip2_core import Blip2Config, Blip2ForConditionalGeneration, Blip2Qformer
-from blip2_core.text_config import TextConfig
+from blip2_core.model.text_config import TextConfig
 
 
 def test_text_config_fills_hf_token_defaults_and_round_trips(fixtures_dir):

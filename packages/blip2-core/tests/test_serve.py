@@ -24,7 +24,7 @@ from PIL import Image
 
 pytest.importorskip("fastapi", reason="the service's tests need blip2-core[serve]")
 
-from blip2_core.inference import GenerationSettings  # noqa: E402
+from blip2_core.inference.predictor import GenerationSettings  # noqa: E402
 from blip2_core.serve.app import create_app  # noqa: E402
 from blip2_core.serve.schemas import Limits  # noqa: E402
 
@@ -198,7 +198,9 @@ def test_model_info_health_and_docs(served):
     url, _ = served
     info = requests.get(url + "/v1/model", timeout=10).json()
     assert info["dtype"] == "float32" and info["image_size"] == 56 and info["decoder_only"] is True
-    assert info["caption_defaults"] == {"num_beams": 5, "max_new_tokens": 30, "min_new_tokens": 8}
+    caption, answer = info["caption_defaults"], info["answer_defaults"]
+    assert (caption["num_beams"], caption["max_new_tokens"], caption["min_new_tokens"]) == (5, 30, 8)
+    assert caption["length_penalty"] == 1.0 and answer["length_penalty"] == 0.0  # LAVIS's, for this OPT model
     assert info["limits"]["max_num_beams"] == 4 and info["batching"]["max_batch_size"] == 4
     assert requests.get(url + "/healthz", timeout=10).json()["status"] == "ok"
     assert requests.get(url + "/docs", timeout=10).status_code == 200
@@ -303,7 +305,7 @@ def test_blip2_serve_says_which_extra_is_missing_and_that_a_model_is_needed(monk
     assert cli.main(["--model", "anything"]) == 1
     assert "the service needs fastapi: pip install 'blip2-core[serve]'" in capsys.readouterr().err
     monkeypatch.delitem(sys.modules, "fastapi")
-    from blip2_core import default_model
+    from blip2_core.loading import default_model
 
     monkeypatch.setattr(default_model, "_DIRECTORY", default_model._DIRECTORY / "absent")  # a wheel without it
     assert cli.main([]) == 2
@@ -317,8 +319,8 @@ def test_blip2_serve_says_which_extra_is_missing_and_that_a_model_is_needed(monk
 def test_blip2_serve_without_a_model_answers_with_the_default_vqa_model(monkeypatch):
     import uvicorn
 
-    from blip2_core import inference
-    from blip2_core.default_model import default_model_path, default_vqa_path
+    from blip2_core.inference import predictor as inference
+    from blip2_core.loading.default_model import default_model_path, default_vqa_path
     from blip2_core.serve import app as serve_app
     from blip2_core.serve import cli
 
@@ -342,7 +344,7 @@ def test_gallery_search_ranks_by_itc_and_keeps_features_on_disk(stage1_dir, tiny
     import paddle
 
     from blip2_core import Blip2Qformer
-    from blip2_core.modeling import tokenize
+    from blip2_core.model.modeling import tokenize
     from blip2_core.serve.gallery import Gallery
 
     folder = tmp_path / "gallery"

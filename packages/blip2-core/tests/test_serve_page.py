@@ -15,7 +15,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the page's test needs blip2-core[serve]")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-from blip2_core.inference import GenerationSettings  # noqa: E402
+from blip2_core.inference.predictor import GenerationSettings  # noqa: E402
 from blip2_core.serve.app import create_app  # noqa: E402
 
 

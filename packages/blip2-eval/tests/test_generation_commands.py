@@ -25,7 +25,7 @@ def vqa_args(model, coco, out, *extra):
 def direct_model(model_dir):
     """The same model through blip2-core's public API, for the expected outputs."""
     from blip2_core import Blip2ForConditionalGeneration
-    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_core.loading.text_tokenizer import load_tokenizer
     from blip2_data import ImageProcessor, ImageProcessorConfig
 
     model = Blip2ForConditionalGeneration.from_pretrained(model_dir)
@@ -181,7 +181,7 @@ def test_vqa_gives_the_question_to_a_qformer_that_reads_it(tmp_path, coco_tree, 
     from conftest import OPT, QFORMER, VISION, write_wordpiece_tokenizer
 
     from blip2_core import Blip2Config, Blip2ForConditionalGeneration
-    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_core.loading.text_tokenizer import load_tokenizer
 
     values = {"model_type": "blip-2", "num_query_tokens": 4, "vision_config": VISION, "text_config": OPT,
               "qformer_config": {**QFORMER, "use_qformer_text_input": True}}  # fmt: skip

@@ -102,7 +102,7 @@ def test_nocaps_caption_with_its_own_defaults_and_per_domain_scores(opt_model, t
 def test_nocaps_defaults():
     from blip2_eval.settings import default_settings
 
-    nocaps = default_settings("caption", "nocaps")
+    nocaps = default_settings("caption", "nocaps").for_model("caption", "t5", (1,))
     assert (nocaps.max_new_tokens, nocaps.min_new_tokens, nocaps.length_penalty) == (80, 10, 1.0)
 
 

@@ -25,7 +25,7 @@ def all_pairs(model_dir, coco):
     import paddle
 
     from blip2_core import Blip2Qformer
-    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_core.loading.text_tokenizer import load_tokenizer
     from blip2_data import ImageProcessor, ImageProcessorConfig, pad_sequences, pre_caption
 
     model = Blip2Qformer.from_pretrained(model_dir)

@@ -21,16 +21,18 @@ def parse(task, dataset, *argv):
 
 def test_lavis_defaults_per_dataset():
     coco = parse("caption", "coco_caption")
+    coco = coco.for_model("caption", "opt", (2,))
     assert (coco.prompt, coco.num_beams, coco.max_new_tokens, coco.min_new_tokens) == ("a photo of", 5, 30, 8)
-    nocaps = parse("caption", "nocaps")
+    nocaps = parse("caption", "nocaps").for_model("caption", "t5", (1,))
     assert (nocaps.max_new_tokens, nocaps.min_new_tokens, nocaps.length_penalty) == (80, 10, 1.0)
     for dataset in ("coco_vqa", "ok_vqa", "gqa"):
         vqa = parse("vqa", dataset)
-        assert (vqa.prompt, vqa.num_beams, vqa.max_new_tokens, vqa.min_new_tokens) == (
+        resolved = vqa.for_model("vqa", "opt", (2,))
+        assert (resolved.prompt, resolved.num_beams, resolved.max_new_tokens, resolved.min_new_tokens) == (
             "Question: {} Short answer:", 5, 10, 1
         )  # fmt: skip
-        assert vqa.resolved("t5", (1,)).length_penalty == -1.0 and vqa.resolved("opt", (2,)).length_penalty == 0.0
-    assert parse("vqa", "coco_vqa", "--length_penalty", "0.5").resolved("t5", (1,)).length_penalty == 0.5
+        assert vqa.for_model("vqa", "t5", (1,)).length_penalty == -1.0 and resolved.length_penalty == 0.0
+    assert parse("vqa", "coco_vqa", "--length_penalty", "0.5").for_model("vqa", "t5", (1,)).length_penalty == 0.5
 
 
 def test_overrides_and_unresolved_settings_refused():
@@ -38,7 +40,7 @@ def test_overrides_and_unresolved_settings_refused():
     assert (settings.repetition_penalty, settings.num_beams, settings.prompt) == (1.15, 3, "")
     with pytest.raises(ValueError, match="unresolved"):
         settings.generate_kwargs()
-    kwargs = settings.resolved("opt", (50118,)).generate_kwargs()
+    kwargs = settings.for_model("caption", "opt", (50118,)).generate_kwargs()
     assert kwargs["eos_token_id"] == (50118,) and "prompt" not in kwargs and kwargs["repetition_penalty"] == 1.15
 
 

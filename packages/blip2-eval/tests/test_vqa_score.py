@@ -244,10 +244,12 @@ def test_cli_error_is_one_line_and_exit_1(official_files, tmp_path, capsys):
 
 
 def test_scorer_runs_without_paddle(official_files):
-    """The scorer imports neither paddle nor a model: run it where importing paddle fails."""
+    """The scorer imports neither paddle nor a model: run it where importing paddle fails (blip2-core's decoding
+    settings, which the command line's parser reads, are plain data)."""
     results, questions, annotations, expected = official_files
     code = (
-        "import sys; sys.modules['paddle'] = None; sys.modules['blip2_core'] = None; sys.modules['blip2_data'] = None\n"
+        "import sys; sys.modules['paddle'] = None; sys.modules['blip2_data'] = None\n"
+        "sys.modules['blip2_core.model.modeling'] = None; sys.modules['blip2_core.loading'] = None\n"
         "from blip2_eval.cli import main\n"
         f"sys.exit(main(['vqa-score', '--results', {str(results)!r}, '--annotations', {str(annotations)!r}, '--json']))"
     )

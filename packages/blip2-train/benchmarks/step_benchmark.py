@@ -50,13 +50,13 @@ def current_rss_gib() -> float:
 
 
 def run_case(name: str, batch: int, steps: int) -> dict:
-    from blip2_core.command_line import start_command_line_tool
+    from blip2_core.cli.command_line import start_command_line_tool
 
     start_command_line_tool()  # as blip2-train does: every core, and MKL's fast path on AMD (before paddle computes)
     import paddle
 
     from blip2_core import Blip2Config, Blip2ForConditionalGeneration, Blip2Qformer
-    from blip2_core.text_config import TextConfig
+    from blip2_core.model.text_config import TextConfig
     from blip2_train import WarmupCosineSchedule, build_adamw
     from blip2_train.models import enable_gradient_checkpointing
 

@@ -36,7 +36,7 @@ def test_a_killed_save_is_never_resumed_and_resume_is_bit_exact(assets, straight
     out = tmp_path / "run"
     killed = tiny.train(args(assets, out), tmp_path, check=False, inject="kill-during-save:4")
     assert killed.returncode != 0  # SIGKILL during checkpoint-4's optimizer file
-    assert (out / ".staging" / "checkpoint-4" / "model_state.pdparams").exists()
+    assert (out / ".staging" / "checkpoint-4" / "model.safetensors").exists()
     assert not (out / "checkpoint-4").exists() and (out / "checkpoint-2").exists()
 
     resumed = tiny.train(args(assets, out, "--resume_from_checkpoint", "latest"), tmp_path)
@@ -80,12 +80,8 @@ def test_resume_refuses_a_checkpoint_of_another_model(assets, straight, tmp_path
     from blip2_train.models import build_stage2_model
 
     model = build_stage2_model(str(assets["vision"]), str(assets["llm"]), tiny.IMAGE_SIZE, freeze_vit=True)
-    with pytest.raises(ValueError, match=r"checkpoint-6/model_state\.pdparams: weights the model does not have"):
+    with pytest.raises(ValueError, match=r"checkpoint-6: weights the model does not have"):
         load_weights(model, straight / "checkpoint-6", require_all_trainable=True)
-    before = model.language_projection.weight.numpy().copy()
-    names = load_weights(model, straight / "checkpoint-6", require_all_trainable=False)  # --load_model_path
-    assert "qformer.query_tokens" in names and "itm_head.weight" not in names
-    np.testing.assert_array_equal(model.language_projection.weight.numpy(), before)
-    np.testing.assert_array_equal(
-        model.qformer.query_tokens.numpy(), tiny.trainable_weights(straight / "checkpoint-6")["qformer.query_tokens"]
-    )
+    # --load_model_path: a stage-1 checkpoint has no projection for stage 2, which would train from random values
+    with pytest.raises(ValueError, match=r"trainable weights missing \(language_projection"):
+        load_weights(model, straight / "checkpoint-6", require_all_trainable=False)

@@ -6,7 +6,7 @@ import pytest
 import tiny
 
 from blip2_core import Blip2Config, Blip2Qformer
-from blip2_core.text_tokenizer import load_tokenizer
+from blip2_core.loading.text_tokenizer import load_tokenizer
 from blip2_data import BadSampleError, Blip2Collator, ImageProcessorConfig
 from blip2_train.data import GlobalBatchSampler, TrainingCollator, TrainingSamples, load_training_data
 

@@ -57,11 +57,11 @@ def test_finetune_caption_opt(assets, tmp_path):
 
 
 def test_caption_prompt_is_masked_from_the_loss(assets):
-    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_core.loading.text_tokenizer import load_tokenizer
     from blip2_train.run import build_collator
 
     model = Blip2ForConditionalGeneration.from_pretrained(
-        assets["vision"], text_name_or_path=str(assets["llm"])
+        assets["vision"], text_name_or_path=str(assets["llm"]), allow_missing_weights=True
     )  # fmt: skip
     _, data_args, _ = parse("finetune-caption", ["--output_dir", "x", "--prompt", "a dog on "])
     tokenizer = load_tokenizer(assets["llm"])
@@ -78,7 +78,7 @@ def test_caption_prompt_is_masked_from_the_loss(assets):
 def test_finetune_caption_flant5(assets, tmp_path):
     """FlanT5: the prompt into the encoder, the caption as the decoder's target; the loss falls as with OPT (the
     tiny T5 without dropout: its dropout noise, 0.1 by default, hid the learning in 10 steps)."""
-    from blip2_core.text_tokenizer import load_tokenizer
+    from blip2_core.loading.text_tokenizer import load_tokenizer
     from blip2_train.run import build_collator
 
     llm = tiny.write_llm(
@@ -122,7 +122,7 @@ def test_layer_decay_reaches_each_vit_layer_through_optimizer_and_schedule(asset
     args += ["--weight_decay", "0", "--warmup_steps", "0", "--lr_layer_decay", "0.5", "--image_size", "56"]
     tiny.train([*args, "--dataset", "custom_caption"], tmp_path)
     paddle.seed(3)  # the run's --seed: its fresh Q-Former weights are these
-    before = Blip2Qformer.from_pretrained(assets["vision"]).state_dict()
+    before = Blip2Qformer.from_pretrained(assets["vision"], allow_missing_weights=True).state_dict()
     after = Blip2Qformer.from_pretrained(out).state_dict()
 
     def step_size(name):
@@ -153,7 +153,7 @@ def test_finetune_vqa(assets, tmp_path):
     assert (out / "qformer_tokenizer" / "vocab.txt").read_text() == (assets["bert"] / "vocab.txt").read_text()
     # saved so that answering gives the question to the Q-Former too (blip2-predict, blip2-serve, blip2-eval)
     assert model.config.qformer_text_input
-    from blip2_core.inference import Predictor
+    from blip2_core.inference.predictor import Predictor
 
     assert Predictor.load(str(out)).qformer_tokenizer is not None
 

@@ -79,7 +79,9 @@ def test_stage1_then_stage2_from_its_output(assets, tmp_path):
     for name, value in ckpt2.items():
         np.testing.assert_array_equal(start.state_dict()[name].numpy(), value, err_msg=name)
     # the frozen LLM was not copied into the output: it comes back from text_name_or_path unchanged
-    llm = Blip2ForConditionalGeneration.from_pretrained(out1, text_name_or_path=str(assets["llm"]))
+    llm = Blip2ForConditionalGeneration.from_pretrained(
+        out1, text_name_or_path=str(assets["llm"]), allow_missing_weights=True
+    )
     np.testing.assert_array_equal(
         start.language_model.state_dict()[next(iter(start.language_model.state_dict()))].numpy(),
         llm.language_model.state_dict()[next(iter(llm.language_model.state_dict()))].numpy(),

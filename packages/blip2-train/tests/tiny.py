@@ -175,8 +175,10 @@ def step_of(path: Path) -> int:
 
 
 def trainable_weights(directory: Path) -> dict[str, np.ndarray]:
-    state = paddle.load(str(directory / "model_state.pdparams"), return_numpy=True)
-    return {k: np.asarray(v) for k, v in state.items()}
+    """A checkpoint's weights: what training changes (and the small frozen parts), not the frozen ViT and LLM."""
+    from safetensors.numpy import load_file
+
+    return load_file(str(directory / "model.safetensors"))
 
 
 def write_vqa(directory: Path, images: int = 8) -> str:

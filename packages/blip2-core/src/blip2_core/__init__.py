@@ -20,19 +20,19 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Blip2Config": ".config",
-    "Blip2ForConditionalGeneration": ".modeling",
-    "Blip2Qformer": ".modeling",
-    "GenerationConfig": ".generation",
+    "Blip2Config": ".model.config",
+    "Blip2ForConditionalGeneration": ".model.modeling",
+    "Blip2Qformer": ".model.modeling",
+    "GenerationConfig": ".model.generation",
     "read_state_dict": ".checkpoint_io",
     "write_safetensors": ".checkpoint_io",
 }
 
 if TYPE_CHECKING:
     from .checkpoint_io import read_state_dict, write_safetensors
-    from .config import Blip2Config
-    from .generation import GenerationConfig
-    from .modeling import Blip2ForConditionalGeneration, Blip2Qformer
+    from .model.config import Blip2Config
+    from .model.generation import GenerationConfig
+    from .model.modeling import Blip2ForConditionalGeneration, Blip2Qformer
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

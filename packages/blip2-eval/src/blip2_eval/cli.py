@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("caption-score", "vqa-score"):
             print_metrics(run_scorer(args), args.json)
             return 0
-        from blip2_core.command_line import error_message, start_command_line_tool
+        from blip2_core.cli.command_line import error_message, start_command_line_tool
 
         start_command_line_tool()  # threads, MKL's AMD path, quiet imports: before the model runs
         from .evaluate import run_evaluation

@@ -29,21 +29,14 @@ def run_evaluation(args: argparse.Namespace) -> int:
 
 def run_generation(args: argparse.Namespace, spec: EvalDataset, dataset: Any, files: list[str]) -> int:
     from .generation_tasks import CaptionTask, VqaTask
-    from .model_io import (
-        eval_image_processor,
-        lavis_eos_token_ids,
-        load_model,
-        load_qformer_tokenizer_for,
-        load_tokenizer_for,
-    )
+    from .model_io import lavis_eos_token_ids, load_bundle_for_eval
     from .settings import settings_from_args
 
     process = current_process()
-    model = load_model(args.model, stage1=False)
-    tokenizer = load_tokenizer_for(model, args.model, args.tokenizer)
-    processor = eval_image_processor(model, args.model, args.image_size)
+    bundle = load_bundle_for_eval(args.model, stage1=False, tokenizer=args.tokenizer, image_size=args.image_size)
+    model, tokenizer, processor = bundle.model, bundle.tokenizer, bundle.image_processor
     eos = lavis_eos_token_ids(model, tokenizer)
-    settings = settings_from_args(args).resolved(model.config.llm_type, eos)
+    settings = settings_from_args(args).for_model(spec.task, model.config.llm_type, eos)
     lemmatizer = None
     if spec.lemmatize:
         from .lemmatize import Lemmatizer
@@ -52,7 +45,7 @@ def run_generation(args: argparse.Namespace, spec: EvalDataset, dataset: Any, fi
     task = (
         CaptionTask(model, tokenizer, settings)
         if spec.task == "caption"
-        else VqaTask(model, tokenizer, settings, lemmatizer, load_qformer_tokenizer_for(model, args.model))
+        else VqaTask(model, tokenizer, settings, lemmatizer, bundle.qformer_tokenizer)
     )
     output_dir = Path(args.output_dir)
     pin_settings(output_dir, settings_record(args, spec, files, model, processor, settings, lemmatizer))

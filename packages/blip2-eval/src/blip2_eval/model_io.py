@@ -1,52 +1,25 @@
-"""Loading what a model-running evaluation needs: the model, its tokenizer and its eval image processor."""
+"""Loading what a model-running evaluation needs: blip2-core's model bundle (model, tokenizers, eval image
+processor), with load errors worded as input errors, and LAVIS's end of an OPT generation."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from .json_files import EvalInputError
 
 
-def load_model(name_or_path: str, stage1: bool) -> Any:
-    from blip2_core import Blip2ForConditionalGeneration, Blip2Qformer
-
-    cls = Blip2Qformer if stage1 else Blip2ForConditionalGeneration
-    model = cls.from_pretrained(name_or_path)
-    model.eval()
-    return model
-
-
-def load_tokenizer_for(model: Any, name_or_path: str, tokenizer: str | None) -> Any:
-    """``--tokenizer``, else the model directory's files, else the LLM's named in the config (blip2-core's rule,
-    shared with blip2-predict); a failure is an input error listing what was tried."""
-    from blip2_core.text_tokenizer import tokenizer_for_model
+def load_bundle_for_eval(name_or_path: str, *, stage1: bool, tokenizer: str | None, image_size: int | None) -> Any:
+    """blip2-core's ``load_bundle`` in evaluation mode; a model, tokenizer or file that cannot be loaded is an
+    input error naming what was tried."""
+    from blip2_core.loading.bundle import load_bundle
+    from blip2_core.loading.pretrained import MissingWeightsError
 
     try:
-        return tokenizer_for_model(model, name_or_path, tokenizer)
+        return load_bundle(name_or_path, stage1=stage1, tokenizer=tokenizer, image_size=image_size)
+    except MissingWeightsError as error:  # never scores of a model with random weights
+        raise EvalInputError(str(error).replace("allow_missing_weights=True", "a complete model")) from None
     except ValueError as error:
         raise EvalInputError(str(error)) from None
-
-
-def load_qformer_tokenizer_for(model: Any, name_or_path: str) -> Any:
-    """The Q-Former's tokenizer of a model whose Q-Former reads the question (blip2-core's rule), else None."""
-    from blip2_core.text_tokenizer import qformer_tokenizer_for_model
-
-    try:
-        return qformer_tokenizer_for_model(model, name_or_path)
-    except ValueError as error:
-        raise EvalInputError(str(error)) from None
-
-
-def eval_image_processor(model: Any, name_or_path: str, image_size: int | None) -> Any:
-    """The model's own preprocessing (preprocessor_config.json) in eval mode, else CLIP's at the model's size."""
-    from blip2_data import ImageProcessor, ImageProcessorConfig
-
-    directory = Path(name_or_path)
-    if image_size is None and (directory / "preprocessor_config.json").is_file():
-        return ImageProcessor.from_pretrained(directory, train=False)
-    size = image_size or model.config.vision_config.image_size
-    return ImageProcessor(ImageProcessorConfig(image_size=size), train=False)
 
 
 def lavis_eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:

@@ -202,15 +202,14 @@ def top_k_arrays(records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_retrieval(args: argparse.Namespace, spec: EvalDataset, dataset: Any, files: list[str]) -> int:
-    from .model_io import eval_image_processor, load_model, load_tokenizer_for
+    from .model_io import load_bundle_for_eval
     from .retrieval_score import dense_scores, retrieval_metrics
 
     process = current_process()
     if args.limit:
         dataset.samples, dataset.origins = dataset.samples[: args.limit], dataset.origins[: args.limit]
-    model = load_model(args.model, stage1=True)
-    tokenizer = load_tokenizer_for(model, args.model, args.tokenizer)
-    processor = eval_image_processor(model, args.model, args.image_size)
+    bundle = load_bundle_for_eval(args.model, stage1=True, tokenizer=args.tokenizer, image_size=args.image_size)
+    model, tokenizer, processor = bundle.model, bundle.tokenizer, bundle.image_processor
     output_dir = Path(args.output_dir)
     pin_settings(
         output_dir,

@@ -12,6 +12,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from blip2_core.model.generation_settings import GenerationSettings as DecodingSettings
+from blip2_core.model.generation_settings import task_defaults
+
 # LAVIS's zero-shot VQA configs prompt with "Short answer:"; blip2-data's VQA_PROMPT ("Question: {} Answer:",
 # what blip2-core's predict_answers defaults to) is another text, so this one is not a copy of it. Both prompts
 # are plain strings here because the CLI imports this module and the scorers must run without paddle (which
@@ -21,45 +24,32 @@ LAVIS_CAPTION_PROMPT = "a photo of"
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
-    """Decoding for one evaluation; ``length_penalty=None`` means "the LLM's LAVIS value" until resolved."""
+class GenerationSettings(DecodingSettings):
+    """An evaluation's decoding: blip2-core's settings (``None`` fields: the task's LAVIS default for the model's
+    LLM, the same ones blip2-predict and blip2-serve use) and the prompt."""
 
-    prompt: str
-    num_beams: int
-    max_new_tokens: int
-    min_new_tokens: int
-    length_penalty: float | None
-    repetition_penalty: float = 1.0
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    num_return_sequences: int = 1
-    eos_token_id: tuple[int, ...] | None = None  # None: resolved from the model and tokenizer
+    prompt: str = ""
 
-    def resolved(self, llm_type: str, eos_token_id: tuple[int, ...]) -> GenerationSettings:
-        """Fill what LAVIS leaves to the libraries: the length penalty (T5's default -1, OPT's 0) and the eos ids."""
-        values = {}
-        if self.length_penalty is None:
-            values["length_penalty"] = -1.0 if llm_type == "t5" else 0.0
-        if self.eos_token_id is None:
-            values["eos_token_id"] = tuple(eos_token_id)
-        return dataclasses.replace(self, **values)
+    def for_model(self, task: str, llm_type: str, eos_token_id: tuple[int, ...]) -> GenerationSettings:
+        """Every field pinned: the task's defaults for ``llm_type``, and ``eos_token_id`` where none was set."""
+        settings = self.resolved(task, llm_type)
+        if settings.eos_token_id is None:
+            settings = dataclasses.replace(settings, eos_token_id=tuple(eos_token_id))
+        return settings
 
     def generate_kwargs(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
+        values = super().generate_kwargs()
         values.pop("prompt")
-        if values["length_penalty"] is None or values["eos_token_id"] is None:
-            raise ValueError("length_penalty / eos_token_id unresolved: call resolved(llm_type, eos_token_id) first")
         return values
 
 
-# dataset -> defaults; a dataset not listed uses its task's first entry.
+# dataset -> what it changes from the task's defaults; a dataset not listed uses its task's first entry.
 CAPTION_DEFAULTS = {
-    "coco_caption": GenerationSettings(LAVIS_CAPTION_PROMPT, 5, 30, 8, 1.0),
-    "nocaps": GenerationSettings(LAVIS_CAPTION_PROMPT, 5, 80, 10, 1.0),
+    "coco_caption": GenerationSettings(prompt=LAVIS_CAPTION_PROMPT),
+    # LAVIS's caption_nocaps eval yaml: longer captions
+    "nocaps": GenerationSettings(prompt=LAVIS_CAPTION_PROMPT, max_new_tokens=80, min_new_tokens=10),
 }
-VQA_DEFAULTS = {"coco_vqa": GenerationSettings(LAVIS_VQA_EVAL_PROMPT, 5, 10, 1, None)}
+VQA_DEFAULTS = {"coco_vqa": GenerationSettings(prompt=LAVIS_VQA_EVAL_PROMPT)}
 
 OVERRIDES = ("prompt", "num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", "repetition_penalty")
 
@@ -70,13 +60,17 @@ def default_settings(task: str, dataset: str) -> GenerationSettings:
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser, task: str) -> None:
-    caption = default_settings(task, "coco_caption" if task == "caption" else "coco_vqa")
-    parser.add_argument("--prompt", help=f"default {caption.prompt!r}")
-    parser.add_argument("--num_beams", type=int, help=f"default {caption.num_beams}")
-    parser.add_argument("--max_new_tokens", type=int, help=f"default {caption.max_new_tokens} (NoCaps 80)")
-    parser.add_argument("--min_new_tokens", type=int, help=f"default {caption.min_new_tokens} (NoCaps 10)")
+    settings = default_settings(task, "coco_caption" if task == "caption" else "coco_vqa")
+    defaults = task_defaults("caption" if task == "caption" else "vqa", "opt")
+    nocaps = " (NoCaps {})" if task == "caption" else "{}"
+    parser.add_argument("--prompt", help=f"default {settings.prompt!r}")
+    parser.add_argument("--num_beams", type=int, help=f"default {settings.num_beams}")
+    parser.add_argument("--max_new_tokens", type=int, help=f"default {defaults.max_new_tokens}" + nocaps.format(80))
+    parser.add_argument("--min_new_tokens", type=int, help=f"default {defaults.min_new_tokens}" + nocaps.format(10))
     parser.add_argument(
-        "--length_penalty", type=float, help="default 1.0 for captions; VQA: -1 for FlanT5, 0 for OPT (LAVIS)"
+        "--length_penalty",
+        type=float,
+        help="default 1.0 for captions; VQA: -1 for FlanT5, 0 for OPT (LAVIS's predict_answers)",
     )
     parser.add_argument("--repetition_penalty", type=float, help="default 1.0 (LAVIS since late 2023: 1.15)")
 

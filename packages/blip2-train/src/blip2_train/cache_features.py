@@ -57,14 +57,16 @@ def main(argv: Sequence[str]) -> int:
     from .checkpoint import load_weights
     from .data import load_training_data
     from .feature_cache import CacheKey, process_rank, write_cache
-    from .models import fit_image_size
+    from .models import STAGE1_TRAINED_PARTS, check_loaded, fit_image_size
 
     rank, world = process_rank()
     # the data first: a missing annotation file should not wait for a ViT-g to load
     dataset = load_training_data(args.dataset, args.data_files, args.skip_bad_samples)
     images = [sample["image"] for sample in dataset_samples(dataset)]
     source = args.model_name_or_path or args.vision_model_name_or_path
-    model = Blip2Qformer.from_pretrained(source, trust_pickle=args.trust_pickle)  # only its ViT is used
+    # only its ViT is used: that must be there, the rest may be missing
+    model = Blip2Qformer.from_pretrained(source, trust_pickle=args.trust_pickle, allow_missing_weights=True)
+    check_loaded(model, source, allow_fresh=STAGE1_TRAINED_PARTS)
     if args.load_model_path:
         load_weights(model, args.load_model_path, require_all_trainable=False)
     fit_image_size(model, args.image_size)

@@ -1,34 +1,32 @@
 """What goes into checkpoints and the final model directory, and how a save is made atomic.
 
-- A checkpoint (``checkpoint-N``) holds only the trainable weights (``model_state.pdparams``) next to the
-  optimizer, scheduler, RNG and trainer state PaddleNLP writes; the frozen ViT and LLM come from the starting
-  model on resume, so they are never copied into every checkpoint.
+- A checkpoint (``checkpoint-N``) is a model directory of the weights training changes (blip2-core's
+  ``save_pretrained``: model.safetensors, config.json, tokenizer and image-processor files, and
+  ``blip2_checkpoint.json`` naming the models it was trained from), next to the optimizer, scheduler, RNG and
+  trainer state PaddleNLP writes; the frozen ViT and LLM come from those models, so they are never copied into
+  every checkpoint, and ``from_pretrained(checkpoint-N)`` loads the whole model.
 - A checkpoint is written under ``<output_dir>/.staging`` and renamed into place when complete, so a process
   killed during a save leaves no ``checkpoint-N`` for ``--resume_from_checkpoint`` to pick up.
-- The final ``output_dir`` is a model directory ``from_pretrained`` loads: config.json + model.safetensors with
-  everything but a frozen LLM that the config names (``text_name_or_path``).
+- The final ``output_dir`` is a model directory ``from_pretrained`` loads from anywhere: everything but a frozen
+  LLM that the config names by a known name, a Hub id or an absolute path.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import paddle
 from paddle import nn
-from safetensors.numpy import save_file
 
-WEIGHTS_NAME = "model_state.pdparams"  # PaddleNLP's name for a checkpoint's model weights
 COMPLETE_MARKER = "checkpoint_complete.json"
 STAGING_DIR = ".staging"
-SAFETENSORS_NAME = "model.safetensors"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 logger = logging.getLogger(__name__)
 
@@ -37,85 +35,76 @@ def trainable_state_dict(model: nn.Layer) -> dict[str, paddle.Tensor]:
     return {name: param for name, param in model.named_parameters() if not param.stop_gradient}
 
 
-def save_trainable(model: nn.Layer, directory: str | os.PathLike) -> Path:
-    """The trainable weights as ``model_state.pdparams`` (written to a temporary name, then renamed)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / WEIGHTS_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    paddle.save({k: v.detach() for k, v in trainable_state_dict(model).items()}, str(tmp))
-    os.replace(tmp, path)
-    return path
+@dataclass
+class ModelFiles:
+    """What every directory a run writes carries beside the weights, so that it loads on its own: the text and
+    image preprocessing, and for a checkpoint the models (names or paths) its weights go over."""
+
+    tokenizer: Any = None
+    image_processor: Any = None
+    qformer_tokenizer: Any = None
+    weights_from: list[str] = field(default_factory=list)
 
 
-def load_weights(model: nn.Layer, directory: str | os.PathLike, require_all_trainable: bool) -> list[str]:
-    """Set ``model``'s weights from a checkpoint (``model_state.pdparams``) or a model directory (safetensors).
+def save_checkpoint_model(model: nn.Layer, directory: str | os.PathLike, files: ModelFiles) -> Path:
+    """A checkpoint's model: the trained weights over ``files.weights_from`` (blip2-core's ``save_pretrained``);
+    loads with ``from_pretrained`` as the whole model, and resumes training."""
+    from blip2_core.loading.saving import save_pretrained
 
-    With ``require_all_trainable`` (resume) every trainable weight must be there and every weight must be the
-    model's; otherwise weights the model lacks (a stage-1 model's heads given to stage 2) are skipped with a
-    warning. Returns the names loaded; a shape mismatch is an error naming the file.
-    """
-    directory = Path(directory)
-    if (directory / WEIGHTS_NAME).is_file():
-        path = directory / WEIGHTS_NAME
-        state = paddle.load(str(path), return_numpy=True)
-    elif (directory / SAFETENSORS_NAME).is_file():
-        from safetensors.numpy import load_file
-
-        path = directory / SAFETENSORS_NAME
-        state = load_file(str(path))
-    else:
-        raise FileNotFoundError(f"{directory}: no {WEIGHTS_NAME} or {SAFETENSORS_NAME} to load weights from")
-    params = model.state_dict()
-    unknown = sorted(set(state) - set(params))
-    if unknown and require_all_trainable:
-        raise ValueError(f"{path}: weights the model does not have: {unknown[:8]}")
-    if unknown:
-        logger.warning("%s: %d weights the model does not have, skipped: %s", path, len(unknown), unknown[:8])
-        state = {k: v for k, v in state.items() if k in params}
-    if require_all_trainable:
-        missing = sorted(set(trainable_state_dict(model)) - set(state))
-        if missing:
-            raise ValueError(f"{path}: trainable weights missing from the checkpoint: {missing[:8]}")
-    for name, value in state.items():
-        target = params[name]
-        value = np.asarray(value)
-        if tuple(value.shape) != tuple(target.shape):
-            raise ValueError(f"{path}: shape mismatch for {name}: {tuple(value.shape)} vs model {tuple(target.shape)}")
-        target.set_value(paddle.to_tensor(value).astype(target.dtype))
-    return sorted(state)
-
-
-def save_final_model(
-    model: Any, directory: str | os.PathLike, tokenizer: Any = None, image_processor: Any = None
-) -> Path:
-    """A complete model directory for ``from_pretrained``; a frozen LLM named in the config is left out."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = model.config
-    skip_llm = (
-        hasattr(model, "language_model")
-        and bool(config.text_name_or_path)
-        and all(p.stop_gradient for p in model.language_model.parameters())
+    return save_pretrained(
+        model,
+        directory,
+        files.tokenizer,
+        files.image_processor,
+        qformer_tokenizer=files.qformer_tokenizer,
+        weights_from=files.weights_from,
     )
-    state = {
-        name: tensor.astype("float32").numpy()
-        for name, tensor in model.state_dict().items()
-        if not (skip_llm and name.startswith("language_model."))
-    }
-    tmp = directory / (SAFETENSORS_NAME + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "np"})
-    os.replace(tmp, directory / SAFETENSORS_NAME)
-    config.save(directory)
-    if hasattr(model, "generation_config"):
-        fields = dataclasses.asdict(model.generation_config)
-        fields["eos_token_id"] = list(fields["eos_token_id"])
-        (directory / "generation_config.json").write_text(json.dumps(fields, indent=2) + "\n")
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(directory))
-    if image_processor is not None:
-        image_processor.save_pretrained(directory)
-    return directory
+
+
+def save_final_model(model: nn.Layer, directory: str | os.PathLike, files: ModelFiles) -> Path:
+    """The final model directory (blip2-core's ``save_pretrained``): complete, but for a frozen LLM that its
+    config names by a resolvable name or an absolute path."""
+    from blip2_core.loading.saving import save_pretrained
+
+    return save_pretrained(
+        model, directory, files.tokenizer, files.image_processor, qformer_tokenizer=files.qformer_tokenizer
+    )
+
+
+def load_weights(model: nn.Layer, path: str | os.PathLike, require_all_trainable: bool) -> list[str]:
+    """Set ``model``'s weights from a checkpoint (``checkpoint-N``), a model directory or a checkpoint file of any
+    layout blip2-core reads (ours, HF, LAVIS, PaddleMIX; pickles through its restricted unpickler).
+
+    Every trainable weight must be there (a partial start would train on random values without a word); with
+    ``require_all_trainable`` (resume) every weight must also be the model's, otherwise weights the model lacks
+    (a stage-1 model's heads given to stage 2) are skipped with a warning. Returns the names loaded; a shape
+    mismatch is an error naming the file."""
+    from blip2_core.loading.pretrained import read_model_weights
+    from blip2_qformer import assign_weights
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no checkpoint file or directory there")
+    stage1 = not hasattr(model, "language_model")
+    weights = read_model_weights(path, model.config, stage1=stage1, layout="native" if require_all_trainable else None)
+    given = len(weights)
+    report = assign_weights(model, weights, str(path), consume=True)
+    if report.unexpected and require_all_trainable:
+        raise ValueError(f"{path}: weights the model does not have: {report.unexpected[:8]}")
+    if report.unexpected:
+        logger.warning(
+            "%s: %d weights the model does not have, skipped: %s", path, len(report.unexpected), report.unexpected[:8]
+        )
+    loaded = sorted(set(model.state_dict()) - set(report.missing))
+    if not loaded:
+        raise ValueError(f"{path}: none of its {given} weights is one of this model's: is it a model of another kind?")
+    missing = sorted(set(trainable_state_dict(model)) & set(report.missing))
+    if missing:
+        raise ValueError(
+            f"{path}: {len(missing)} trainable weights missing ({', '.join(missing[:8])}): training would start "
+            f"them from random values"
+        )
+    return loaded
 
 
 def mark_complete(directory: str | os.PathLike, step: int) -> None:

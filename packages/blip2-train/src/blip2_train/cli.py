@@ -72,7 +72,7 @@ def parse(stage: str, argv: Sequence[str]):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from blip2_core.command_line import start_command_line_tool
+    from blip2_core.cli.command_line import start_command_line_tool
 
     start_command_line_tool()  # threads, MKL's AMD path, and quiet imports: before paddle(nlp) is imported
     from .arguments import STAGES
@@ -94,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"blip2-train {stage}: --feature_cache holds the features of a frozen vision encoder, but this run "
             "trains the ViT (--freeze_vit false): pass --freeze_vit true to train from the cache, or drop "
             "--feature_cache"
+        )
+    if training_args.do_eval or training_args.eval_steps:
+        raise StartupError(
+            f"blip2-train {stage}: --do_eval / --eval_steps: evaluation during training is not supported here; "
+            "evaluate the model this run writes (or any checkpoint-N) with blip2-eval caption / vqa / retrieval"
         )
     from .feature_cache import FeatureCacheError
     from .run import run

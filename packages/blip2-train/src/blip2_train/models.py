@@ -27,7 +27,7 @@ def resolve_directory(name_or_path: str, patterns: list[str]) -> Path:
     local = Path(name_or_path).expanduser()
     if local.exists():
         return local
-    from blip2_core import hub
+    from blip2_core.loading import hub
 
     return hub.resolve(name_or_path, allow_patterns=patterns)
 
@@ -44,6 +44,34 @@ def read_bert_checkpoint(name_or_path: str) -> dict[str, np.ndarray]:
 
             return read_state_dict(path, trust_pickle=True)  # named by the user (or bert-base-uncased itself)
     raise FileNotFoundError(f"{directory}: no BERT weights ({' or '.join(BERT_WEIGHT_FILES)})")
+
+
+# What stage-1 training changes: a starting model may lack these (they start fresh), never the ViT.
+STAGE1_TRAINED_PARTS = ("qformer.", "vision_proj.", "text_proj.", "itm_head.", "lm_head.", "temp")
+
+
+def same_llm(saved: str | None, given: str) -> bool:
+    """Whether the LLM a config names and the one a user names are the same (a path in either spelling)."""
+    if saved is None:
+        return False
+    return saved == given or Path(saved).expanduser().resolve() == Path(given).expanduser().resolve()
+
+
+def check_loaded(model: Any, source: str, allow_fresh: tuple[str, ...] = ()) -> None:
+    """A model to train may start some parts fresh (``allow_fresh`` prefixes: a stage-1 model has no projection);
+    any other missing weight means the starting point was not what the user thinks: an error naming them."""
+    report = model.load_report
+    missing = [k for k in (report.missing if report is not None else []) if not k.startswith(allow_fresh)]
+    fresh = sorted(
+        {k.split(".")[0] for k in (report.missing if report is not None else []) if k.startswith(allow_fresh)}
+    )
+    if fresh:
+        logger.info("%s: %s start fresh (not in the starting model)", source, ", ".join(fresh))
+    if missing:
+        raise ValueError(
+            f"{source} lacks {len(missing)} weights the model needs ({', '.join(missing[:6])}"
+            f"{' ...' if len(missing) > 6 else ''}): pass a complete model as --model_name_or_path"
+        )
 
 
 def fit_image_size(model: Any, image_size: int) -> None:
@@ -68,10 +96,21 @@ def build_stage1_model(
 ) -> Blip2Qformer:
     """A stage-1 model to continue training, or a fresh one started as LAVIS does (vision weights + BERT)."""
     if model_name_or_path:
-        model = Blip2Qformer.from_pretrained(model_name_or_path, trust_pickle=trust_pickle)
+        # a model to continue from: what training changes may start fresh (logged), the frozen ViT may not
+        model = Blip2Qformer.from_pretrained(model_name_or_path, trust_pickle=trust_pickle, allow_missing_weights=True)
+        check_loaded(model, model_name_or_path, allow_fresh=STAGE1_TRAINED_PARTS)
     else:
-        model = Blip2Qformer.from_pretrained(vision_model_name_or_path, trust_pickle=trust_pickle)
+        # the Q-Former and its heads start from BERT below: only the vision weights must be there
+        model = Blip2Qformer.from_pretrained(
+            vision_model_name_or_path, trust_pickle=trust_pickle, allow_missing_weights=True
+        )
         missing = set(model.load_report.missing)
+        vision_missing = sorted(k for k in missing if k.startswith("vision_model."))
+        if vision_missing:
+            raise ValueError(
+                f"--vision_model_name_or_path {vision_model_name_or_path} lacks vision encoder weights "
+                f"({', '.join(vision_missing[:4])} ...): pass EVA-ViT-g's weights (e.g. eva_vit_g) or a BLIP-2 model"
+            )
         if any(k.startswith("qformer.layers.") and k not in missing for k in model.state_dict()):
             logger.warning(
                 "%s holds Q-Former weights; starting from scratch re-initialises them from %s (pass it as "
@@ -108,15 +147,29 @@ def build_stage2_model(
         if config.text_config is None or qformer_text:
             # a stage-1 directory: drop the Q-Former's text parts as LAVIS does, unless the text is wanted
             config.qformer_config = dataclasses.replace(config.qformer_config, has_text_input=qformer_text)
-    llm = text_model_name_or_path or (config.text_name_or_path if config else None) or DEFAULT_LLM
-    if config is not None and text_model_name_or_path and config.text_config is not None:
-        if config.text_name_or_path != text_model_name_or_path:
+    if config is not None and config.text_config is not None:
+        # a stage-2 model: it has its LLM, named in its config or embedded in its weights
+        if text_model_name_or_path and config.text_name_or_path is None:
+            raise ValueError(
+                f"{source} carries its own LLM (its weights are in the model): leave out --text_model_name_or_path"
+            )
+        if text_model_name_or_path and not same_llm(config.text_name_or_path, text_model_name_or_path):
             raise ValueError(
                 f"{source} was trained with the LLM {config.text_name_or_path}, not {text_model_name_or_path}"
             )
+        llm = None  # what the config says
+    else:  # a stage-1 model (or a known name): the LLM to connect, LAVIS's OPT-2.7b unless named
+        llm = text_model_name_or_path or (config.text_name_or_path if config else None) or DEFAULT_LLM
     model = Blip2ForConditionalGeneration.from_pretrained(
-        source, config=config, text_name_or_path=llm, trust_pickle=trust_pickle
+        source,
+        config=config,
+        text_name_or_path=llm,
+        trust_pickle=trust_pickle,
+        # from a stage-1 model the projection starts fresh (a vision encoder alone: the Q-Former too); the ViT and
+        # the LLM must be there
+        allow_missing_weights=True,
     )
+    check_loaded(model, source, allow_fresh=("language_projection.", "qformer."))
     missing = set(model.load_report.missing) if model.load_report is not None else set()
     if qformer_text and "qformer.embeddings.word_embeddings.weight" in missing:
         logger.warning(

@@ -9,15 +9,15 @@ from typing import Any
 import paddle
 from paddlenlp.trainer import set_seed
 
-from blip2_core.text_tokenizer import QFORMER_TOKENIZER_DIR
 from blip2_data import Blip2Collator, ImageProcessor, ImageProcessorConfig
 
 from .arguments import BASE_STAGE, Blip2TrainingArguments, DataArguments, ModelArguments
 from .cache_features import dataset_samples
-from .checkpoint import last_complete_checkpoint, load_weights, save_final_model
+from .checkpoint import ModelFiles, last_complete_checkpoint, load_weights, save_final_model
 from .data import TrainingCollator, TrainingSamples, load_training_data
 from .feature_cache import CacheKey, FeatureCache
 from .models import (
+    DEFAULT_STAGE2_MODEL,
     build_stage1_model,
     build_stage2_model,
     describe_parameters,
@@ -46,11 +46,14 @@ def resolve_resume(value: str | None, output_dir: str) -> str | None:
     return value
 
 
-def load_text_tokenizer(stage: str, model_args: ModelArguments) -> Any:
-    from blip2_core.text_tokenizer import load_tokenizer
+def load_text_tokenizer(stage: str, model_args: ModelArguments, model: Any = None) -> Any:
+    """Stage 2: the LLM's tokenizer (the LLM the model names, else the model directory's own files, for an
+    embedded LLM); stage 1: the Q-Former's BERT tokenizer."""
+    from blip2_core.loading.text_tokenizer import load_tokenizer
 
     if stage == "stage2":
-        return load_tokenizer(model_args.text_model_name_or_path or model_args.model_name_or_path)
+        named = model_args.text_model_name_or_path or (model.config.text_name_or_path if model is not None else None)
+        return load_tokenizer(named or model_args.model_name_or_path or DEFAULT_STAGE2_MODEL)
     for candidate in (model_args.qformer_tokenizer, model_args.model_name_or_path):
         if candidate and (Path(candidate) / "vocab.txt").is_file():
             return load_tokenizer(candidate)
@@ -80,6 +83,28 @@ def build_training_collator(
     # the question also enters the Q-Former, in its own (BERT) tokens
     qformer_tokenizer = load_text_tokenizer("stage1", model_args)
     return VqaCollator(collator, Blip2Collator.for_qformer(qformer_tokenizer, data_args.max_txt_len))
+
+
+def resolve_model_names(model_args: ModelArguments) -> None:
+    """Names that stand for a folder of this installation (``blip2-shapes``) become that folder, so that its
+    config, tokenizers and preprocessing are read like any model directory's."""
+    from blip2_core.loading.default_model import embedded_model_path
+
+    for name in ("model_name_or_path", "load_model_path"):
+        value = getattr(model_args, name)
+        embedded = embedded_model_path(value) if value else None
+        if embedded is not None:
+            setattr(model_args, name, str(embedded))
+
+
+def starting_models(stage: str, model_args: ModelArguments) -> list[str]:
+    """The models whose weights this run starts from, in the order they are loaded: what a checkpoint's frozen
+    parts are read from again."""
+    if BASE_STAGE[stage] == "stage1":
+        first = model_args.model_name_or_path or model_args.vision_model_name_or_path
+    else:
+        first = model_args.model_name_or_path or DEFAULT_STAGE2_MODEL
+    return [first, *([model_args.load_model_path] if model_args.load_model_path else [])]
 
 
 def build_model(stage: str, model_args: ModelArguments) -> Any:
@@ -120,6 +145,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         features.check_image_pipeline(image_config)  # before the model loads; its encoder is checked after
         features.check_images([sample["image"] for sample in dataset_samples(dataset)])
     set_seed(args.seed)  # the same initial weights on every rank
+    resolve_model_names(model_args)
     model = build_model(stage, model_args)
     if model_args.load_model_path:
         names = load_weights(model, model_args.load_model_path, require_all_trainable=False)
@@ -131,7 +157,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         features.check(CacheKey.of(model, image_config))  # the ViT as trained here (after --load_model_path)
         logger.info("training from the features of %d images in %s", len(features), data_args.feature_cache)
 
-    tokenizer = load_text_tokenizer(BASE_STAGE[stage], model_args)
+    tokenizer = load_text_tokenizer(BASE_STAGE[stage], model_args, model)
     samples = (VqaTrainingSamples if stage == "finetune-vqa" else TrainingSamples)(
         dataset,
         image_config,
@@ -148,20 +174,25 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         frozen = freeze_unused_heads(model, model_kwargs["losses"])
         if frozen:
             logger.info("not trained (their losses are off): %s", ", ".join(frozen))
+    collator = build_training_collator(stage, tokenizer, model, data_args, model_args)
+    files = ModelFiles(
+        tokenizer=tokenizer,
+        image_processor=ImageProcessor(image_config),
+        # the question's Q-Former (BERT) tokens: kept beside the LLM's tokenizer
+        qformer_tokenizer=collator.qformer_collator.tokenizer if stage == "finetune-vqa" else None,
+        weights_from=starting_models(stage, model_args),
+    )
     trainer = Blip2Trainer(
         model=model,
         args=args,
         train_dataset=samples,
-        data_collator=build_training_collator(stage, tokenizer, model, data_args, model_args),
+        data_collator=collator,
         model_kwargs=model_kwargs,
+        model_files=files,
     )
     result = trainer.train(resume_from_checkpoint=resume)
     if args.should_save:
-        save_final_model(model, args.output_dir, tokenizer, ImageProcessor(image_config))
-        if stage == "finetune-vqa":  # the question's Q-Former (BERT) tokens: kept beside the LLM's tokenizer
-            trainer.data_collator.qformer_collator.tokenizer.save_pretrained(
-                str(Path(args.output_dir) / QFORMER_TOKENIZER_DIR)
-            )
+        save_final_model(model, args.output_dir, files)
         logger.info("final model written to %s (loads with %s.from_pretrained)", args.output_dir, type(model).__name__)
     if trainer.bad_samples:
         logger.warning("skipped %d bad samples in this run", trainer.bad_samples)

@@ -19,12 +19,13 @@ from paddlenlp.trainer import Trainer, TrainerCallback
 
 from .checkpoint import (
     STAGING_DIR,
+    ModelFiles,
     clear_staging,
     last_complete_checkpoint,
     load_weights,
     mark_complete,
     publish,
-    save_trainable,
+    save_checkpoint_model,
 )
 from .data import GlobalBatchSampler, raise_deferred_error
 from .optimizer import build_adamw
@@ -74,11 +75,19 @@ class _ResumeWhereTheRunStopped(TrainerCallback):
 
 
 class Blip2Trainer(Trainer):
-    """``model_kwargs`` go to every forward (stage 1: ``losses``)."""
+    """``model_kwargs`` go to every forward (stage 1: ``losses``); ``model_files``: what each checkpoint carries
+    beside the weights, so that it loads as a model (tokenizers, image processor, the models it was trained from)."""
 
-    def __init__(self, *args: Any, model_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        model_kwargs: dict[str, Any] | None = None,
+        model_files: ModelFiles | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.model_kwargs = model_kwargs or {}
+        self.model_files = model_files or ModelFiles()
         self.resumed_from: str | None = None
         self.steps_per_epoch: int | None = None
         self.train_sampler: GlobalBatchSampler | None = None
@@ -193,11 +202,10 @@ class Blip2Trainer(Trainer):
             hook.remove()
 
     def _save(self, output_dir: str | None = None, state_dict=None, merge_tensor_parallel=False, **kwargs: Any):
-        # Only the trainable weights; the final model directory is written by save_final_model.
+        # The trained weights over the models they started from; the final model is written by save_final_model.
         output_dir = output_dir or self.args.output_dir
         if self.args.should_save:
-            save_trainable(self.model, output_dir)
-            self.model.config.save(output_dir)
+            save_checkpoint_model(self.model, output_dir, self.model_files)
 
     def _save_checkpoint(self, model, metrics=None):
         """PaddleNLP's checkpoint, written under .staging and renamed into place once complete."""

@@ -1,6 +1,6 @@
 """``blip2-serve``: BLIP-2 behind an HTTP API and a web page (``pip install 'blip2-core[serve]'``).
 
-The model side (``blip2_core.inference.Predictor``) knows nothing of this package; here are the request
+The model side (``blip2_core.inference.predictor.Predictor``) knows nothing of this package; here are the request
 queue that batches concurrent requests (``batch_queue``), the request schemas (``schemas``), the FastAPI app
 (``app``), the page's files (``page/``) and the command (``cli``). Importing this package imports no web
 framework: ``cli`` must be able to say which extra to install when FastAPI is missing.

@@ -20,8 +20,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
-from ..image_sources import ImageTooLargeError, decode_image
-from ..inference import Predictor
+from ..inference.image_sources import ImageTooLargeError, decode_image
+from ..inference.predictor import Predictor
 from .batch_queue import BatchQueue, QueueFullError
 from .gallery import Gallery
 from .schemas import (
@@ -148,7 +148,11 @@ def create_app(
         parsed, pixels = await pixels_of(request, CaptionRequest)
         settings = parsed.settings()
         text = await answer(("caption", parsed.prompt, settings), pixels)
-        return {"caption": text, "settings": settings.for_captions(), "seconds": round(time.monotonic() - started, 3)}
+        return {
+            "caption": text,
+            "settings": predictor.settings_for("caption", settings),
+            "seconds": round(time.monotonic() - started, 3),
+        }
 
     @app.post("/v1/vqa", summary="Answer a question about an image", openapi_extra=openapi_body(VqaRequest))
     async def vqa(request: Request) -> dict[str, Any]:
@@ -159,7 +163,7 @@ def create_app(
         return {
             "question": parsed.question,
             "answer": text,
-            "settings": settings.for_answers(),
+            "settings": (vqa_predictor or predictor).settings_for("vqa", settings),
             "seconds": round(time.monotonic() - started, 3),
         }
 

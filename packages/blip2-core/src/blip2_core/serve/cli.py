@@ -7,9 +7,9 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from ..command_line import error_message, start_command_line_tool
-from ..default_model import DEFAULT_MODEL_NAME, default_vqa_path, model_or_default
-from ..predict import NO_DEFAULT_MODEL
+from ..cli.command_line import error_message, start_command_line_tool
+from ..cli.predict import NO_DEFAULT_MODEL
+from ..loading.default_model import DEFAULT_MODEL_NAME, default_vqa_path, model_or_default
 
 NEEDS = {"fastapi": "fastapi", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
 MISSING_EXTRA = "the service needs {names}: pip install 'blip2-core[serve]'"
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    from ..inference import Predictor
+    from ..inference.predictor import Predictor
     from .app import create_app
     from .schemas import Limits
 

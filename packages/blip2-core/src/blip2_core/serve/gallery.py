@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..image_sources import expand_images, read_image
+from ..inference.image_sources import expand_images, read_image
 
 
 class Gallery:
@@ -38,19 +38,12 @@ class Gallery:
         batch_size: int = 8,
     ) -> Gallery:
         """Load the stage-1 model and index ``folder`` (using and refreshing the cache)."""
-        from blip2_data import ImageProcessor, ImageProcessorConfig, blip2_home
+        from blip2_data import blip2_home
 
-        from ..modeling import Blip2Qformer
-        from ..text_tokenizer import load_tokenizer
+        from ..loading.bundle import load_bundle
 
-        model = Blip2Qformer.from_pretrained(model_name_or_path)
-        model.eval()
-        try:
-            text_tokenizer = load_tokenizer(tokenizer or model_name_or_path)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"no Q-Former tokenizer for the gallery: {error}; pass --gallery-tokenizer DIR") from None
-        processor = ImageProcessor(ImageProcessorConfig(image_size=model.config.vision_config.image_size))
-        gallery = cls(model, text_tokenizer, processor, Path(folder))
+        bundle = load_bundle(model_name_or_path, stage1=True, tokenizer=tokenizer)
+        gallery = cls(bundle.model, bundle.tokenizer, bundle.image_processor, Path(folder))
         key = hashlib.sha1(f"{Path(model_name_or_path).resolve()}|{Path(folder).resolve()}".encode()).hexdigest()
         cache = Path(cache_dir or blip2_home() / "gallery") / f"{key[:16]}.npz"
         gallery.index(cache, batch_size)
@@ -90,7 +83,7 @@ class Gallery:
         """For each text, the ``top_k`` images whose best query is most similar (ITC cosine), best first."""
         import paddle
 
-        from ..modeling import tokenize
+        from ..model.modeling import tokenize
 
         if not self.images:
             return [[] for _ in texts]

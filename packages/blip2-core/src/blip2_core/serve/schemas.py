@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..inference import GenerationSettings
+from ..model.generation_settings import TASK_DEFAULTS, GenerationSettings
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,12 @@ class _Generation(_Request):
 
 
 class CaptionRequest(_Generation):
-    default_max_new_tokens: ClassVar[int] = 30  # GenerationSettings.for_captions
+    default_max_new_tokens: ClassVar[int] = TASK_DEFAULTS[("caption", "opt")].max_new_tokens
     prompt: str = Field("", max_length=500, description="text the caption continues, e.g. 'a photo of'")
 
 
 class VqaRequest(_Generation):
-    default_max_new_tokens: ClassVar[int] = 10  # GenerationSettings.for_answers
+    default_max_new_tokens: ClassVar[int] = TASK_DEFAULTS[("vqa", "opt")].max_new_tokens
     question: str = Field(..., min_length=1, max_length=500, description="asked about the image")
 
 

@@ -1,100 +1,26 @@
-"""BLIP-2 models: stage 2 (image -> Q-Former -> LLM) and stage 1 (image -> Q-Former with its heads)."""
+"""Stage 2: the Q-Former's query outputs, projected, prefix a frozen LLM (captioning, VQA), with KV-cached decoding."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 from paddle import nn
 
 from blip2_data import VQA_PROMPT
-from blip2_eva_vit import EvaVisionTransformer, LoadReport
-from blip2_qformer import QFormer, QFormerForPretraining
+from blip2_eva_vit import EvaVisionTransformer
+from blip2_qformer import QFormer
 
+from .base import Blip2ModelBase, Blip2Output, token_cross_entropy, tokenize
 from .config import Blip2Config
 from .generation import GenerationConfig, generate
 from .language_model import LanguageModel, reorder_cache
-from .pretrained import load_pretrained, save_pretrained
-
-ModelT = TypeVar("ModelT", bound="_Blip2Model")
 
 
-@dataclass
-class Blip2Output:
-    """``logits``: decoder-only, [batch, queries + text, vocab] (the text is the last positions);
-    encoder-decoder, the decoder's [batch, target, vocab]. ``loss`` when labels were given."""
-
-    logits: paddle.Tensor
-    loss: paddle.Tensor | None = None
-
-
-def token_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
-    """Mean cross-entropy over the tokens whose label is not -100.
-
-    (paddle's ``cross_entropy(ignore_index=...)`` divides by all tokens, ignored ones included.)
-    """
-    labels = labels.reshape([-1])
-    valid = labels != -100
-    losses = F.cross_entropy(
-        logits.reshape([-1, logits.shape[-1]]).astype("float32"),
-        paddle.where(valid, labels, paddle.zeros_like(labels)),
-        reduction="none",
-    ).flatten()
-    return (losses * valid.astype("float32")).sum() / valid.astype("float32").sum().clip(min=1.0)
-
-
-class _Blip2Model:
-    """What both BLIP-2 models share: loading, saving, and a frozen image encoder that stays in eval mode."""
-
-    config: Blip2Config
-    vision_model: EvaVisionTransformer
-    # What from_pretrained did not load (missing) or did not use (unexpected); None for a model built in code.
-    load_report: LoadReport | None
-
-    @classmethod
-    def from_pretrained(cls: type[ModelT], name_or_path: str | os.PathLike, **kwargs: Any) -> ModelT:
-        """Load by known name, local path or Hub repo id (see ``blip2_core.pretrained.load_pretrained``)."""
-        return load_pretrained(cls, name_or_path, **kwargs)
-
-    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> Path:
-        """config.json + safetensors weights (+ tokenizer and image-processor files when given)."""
-        return save_pretrained(self, directory, **kwargs)
-
-    def encode_image(
-        self,
-        pixel_values: paddle.Tensor | None,
-        image_embeds: paddle.Tensor | None = None,
-        interpolate_pos_encoding: bool = False,
-    ) -> paddle.Tensor:
-        """The image encoder's output [batch, patches + 1, vision_hidden], or ``image_embeds`` when given (already
-        computed, e.g. by blip2-train's feature cache); exactly one of the two."""
-        if (pixel_values is None) == (image_embeds is None):
-            raise ValueError("pass exactly one of pixel_values and image_embeds")
-        if image_embeds is not None:
-            width = self.config.vision_config.hidden_size
-            if image_embeds.ndim != 3 or image_embeds.shape[-1] != width:
-                raise ValueError(
-                    f"image_embeds must be [batch, tokens, {width}] (this model's image encoder width), "
-                    f"got {list(image_embeds.shape)}"
-                )
-            return image_embeds
-        return self.vision_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding).last_hidden_state
-
-    def train(self):
-        super().train()
-        if self.config.freeze_vit:
-            self.vision_model.eval()  # a frozen encoder keeps its eval behaviour (no dropout, no drop path)
-        return self
-
-
-class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
+class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
     """Captioning and visual question answering: the Q-Former's query outputs, projected, prefix the LLM input."""
 
     def __init__(self, config: Blip2Config) -> None:
@@ -105,6 +31,8 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
             )
         self.config = config
         self.load_report = None
+        # the image side as a compiled oneDNN graph, set by the CPU bfloat16 loading path (``loading.precision``)
+        self.compiled_image_encoder = None
         self.vision_model = EvaVisionTransformer(config.vision_config)
         self.qformer = QFormer(config.qformer_config)
         self.language_model = LanguageModel(config.text_config)
@@ -133,7 +61,14 @@ class Blip2ForConditionalGeneration(_Blip2Model, nn.Layer):
         ``pixel_values``, e.g. read from a feature cache of the frozen ViT (blip2-train's ``cache-features``).
         ``qformer_input_ids`` / ``qformer_attention_mask`` (BERT ids of e.g. the question; the Q-Former needs its
         text parts, ``has_text_input``): the text runs beside the queries, which attend to it (the paper's VQA
-        fine-tuning); only the query outputs go on to the LLM."""
+        fine-tuning); only the query outputs go on to the LLM.
+
+        With ``compiled_image_encoder`` set (bfloat16 on a CPU, see ``blip2_core.loading.precision``) the pixels go
+        through that graph instead."""
+        if self.compiled_image_encoder is not None:
+            return self.compiled_image_encoder(
+                pixel_values, interpolate_pos_encoding, qformer_input_ids, qformer_attention_mask, image_embeds
+            )
         image_embeds = self.encode_image(pixel_values, image_embeds, interpolate_pos_encoding)
         image_embeds = image_embeds.astype(self.qformer.query_tokens.dtype)
         if qformer_input_ids is None:
@@ -401,68 +336,3 @@ class _EncoderDecoderStepper:
         self.decoded = paddle.concat([self.decoded, tokens.unsqueeze(1)], axis=1)
         logits, self.cache = self.lm.decode(self.decoded, self.encoded, self.mask, cache=self.cache, use_cache=True)
         return logits[:, -1]
-
-
-def tokenize(tokenizer: Any, texts: Sequence[str], left_pad: bool) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """Token ids and mask for ``texts``, padded on the side asked for (whatever the tokenizer's default)."""
-    from blip2_data import pad_sequences
-
-    rows = [list(ids) for ids in tokenizer(list(texts))["input_ids"]]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids, mask = pad_sequences(rows, pad, "left" if left_pad else "right")
-    return paddle.to_tensor(ids), paddle.to_tensor(mask)
-
-
-class Blip2Qformer(_Blip2Model, QFormerForPretraining):
-    """Stage 1: EVA-ViT (frozen) + the Q-Former with ITC/ITM/ITG heads; feature extraction and retrieval scores."""
-
-    def __init__(self, config: Blip2Config) -> None:
-        if not config.qformer_config.has_text_input:
-            raise ValueError("stage 1 needs the Q-Former's text parts: qformer_config.has_text_input=True")
-        super().__init__(config.qformer_config)
-        self.config = config  # the whole model's, as on Blip2ForConditionalGeneration (the Q-Former keeps its own)
-        self.load_report = None
-        self.vision_model = EvaVisionTransformer(config.vision_config)
-        if config.freeze_vit:
-            self.vision_model.freeze()
-
-    def forward(
-        self,
-        pixel_values: paddle.Tensor | None = None,
-        input_ids: paddle.Tensor | None = None,
-        attention_mask: paddle.Tensor | None = None,
-        image_embeds: paddle.Tensor | None = None,
-        **kwargs: Any,
-    ):
-        """The stage-1 losses (see ``QFormerForPretraining.forward``) from images, or from ``image_embeds``
-        (the image encoder's output, e.g. from a feature cache of the frozen ViT)."""
-        if input_ids is None or attention_mask is None:
-            raise ValueError("stage 1 needs the captions: input_ids and attention_mask")
-        return super().forward(self.encode_image(pixel_values, image_embeds), input_ids, attention_mask, **kwargs)
-
-    @paddle.no_grad()
-    def extract_features(
-        self,
-        pixel_values: paddle.Tensor | None = None,
-        input_ids: paddle.Tensor | None = None,
-        attention_mask: paddle.Tensor | None = None,
-        mode: str = "multimodal",
-    ):
-        image_embeds = self.encode_image(pixel_values) if pixel_values is not None else None
-        return super().extract_features(image_embeds, input_ids, attention_mask, mode)
-
-    @paddle.no_grad()
-    def itm_scores(
-        self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor, attention_mask: paddle.Tensor
-    ) -> paddle.Tensor:
-        """P(match) for each (image, text) pair [batch]."""
-        return F.softmax(self.itm_logits(self.encode_image(pixel_values), input_ids, attention_mask), axis=-1)[:, 1]
-
-    @paddle.no_grad()
-    def itc_scores(
-        self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor, attention_mask: paddle.Tensor
-    ) -> paddle.Tensor:
-        """Cosine similarity [images, texts] of every image with every text (best query)."""
-        image = self.extract_features(pixel_values, mode="image").image_embeds_proj
-        text = self.extract_features(input_ids=input_ids, attention_mask=attention_mask, mode="text").text_embeds_proj
-        return self.itc_similarity(image, text[:, 0])

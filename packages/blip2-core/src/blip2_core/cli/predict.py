@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..inference.predictor import DEFAULT_CAPTION_PROMPT, GenerationSettings
+from ..loading.default_model import DEFAULT_MODEL_NAME, model_or_default
 from .command_line import error_message, start_command_line_tool
-from .default_model import DEFAULT_MODEL_NAME, model_or_default
-from .inference import DEFAULT_CAPTION_PROMPT, GenerationSettings
 
 NO_DEFAULT_MODEL = (
     "this installation carries no embedded default model (a wheel built without it): pass --model NAME_OR_PATH "
@@ -99,9 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_models:
-        from .model_names import format_table
+        from ..loading.default_model import embedded_entries
+        from ..loading.model_names import all_entries, format_table
 
-        print(format_table())
+        print(format_table([*embedded_entries(), *all_entries()]))
         return 0
     if not args.image and not args.images:
         parser.error("--image or --images is required (unless --list-models)")
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"blip2-predict: {NO_DEFAULT_MODEL}", file=sys.stderr)
         return 2
     start_command_line_tool()
-    from .image_sources import expand_images
+    from ..inference.image_sources import expand_images
 
     try:
         sources = list(dict.fromkeys([*(args.image or []), *(expand_images(args.images or []))]))
@@ -133,7 +134,7 @@ def _settings(args: argparse.Namespace) -> GenerationSettings:
 
 
 def _rows(args: argparse.Namespace, predictor: Any, sources: Sequence[str]):
-    from .batches import predict_rows
+    from ..inference.batches import predict_rows
 
     prompt = args.prompt if args.prompt is not None else DEFAULT_CAPTION_PROMPT
     return predict_rows(
@@ -147,7 +148,7 @@ def _rows(args: argparse.Namespace, predictor: Any, sources: Sequence[str]):
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from .inference import Predictor
+    from ..inference.predictor import Predictor
 
     return Predictor.load(
         args.model, llm=args.llm, tokenizer=args.tokenizer, trust_pickle=args.trust_pickle, dtype=args.dtype

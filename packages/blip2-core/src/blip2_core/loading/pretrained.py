@@ -23,22 +23,26 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from blip2_eva_vit import cast_floating_point, fit_to_config
+from blip2_eva_vit import fit_to_config
 from blip2_qformer import LoadReport, QFormerForPretraining, assign_weights
 
+from ..checkpoint_io import read_state_dict
+from ..formats import convert_state_dict
+from ..formats.hf import llm_from_hf
+from ..model.config import Blip2Config
+from ..model.generation import GenerationConfig
+from ..model.text_config import TextConfig
 from . import fetching, hub, model_names
-from .checkpoint_io import read_state_dict, write_safetensors
-from .config import Blip2Config
-from .formats import convert_state_dict
-from .formats.hf import llm_from_hf
-from .generation import GenerationConfig
-from .text_config import TextConfig
+from .default_model import embedded_model_path
+from .precision import IMAGE_SIDE, compile_image_side, finish_cast, plan_precision
 
 logger = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT")
 
 CONFIG_FILE = "config.json"
 GENERATION_CONFIG_FILE = "generation_config.json"
+# In a training checkpoint (trainable weights only): the models, in order, whose weights it loads over.
+CHECKPOINT_RECORD = "blip2_checkpoint.json"
 # Hub repos often publish the same weights twice (safetensors and torch pickles): fetch the safetensors and
 # the small files first, the pickles only where there are no safetensors.
 SAFE_FILES = ("*.json", "*.safetensors", "*.txt", "*.model")
@@ -57,6 +61,9 @@ class Source:
 
 def _locate(name_or_path: str | os.PathLike, trust_pickle: bool) -> tuple[Source, model_names.ModelEntry | None]:
     text = os.fspath(name_or_path)
+    embedded = embedded_model_path(text)
+    if embedded is not None:  # blip2-shapes and its task folders, carried by this installation
+        return Source(embedded, None, True), None
     entry = model_names.lookup(text)
     if entry is not None:
         if entry.vision != "eva-vit-g":  # before any download
@@ -137,10 +144,15 @@ def load_pretrained(
     text_name_or_path: str | None = None,
     trust_pickle: bool = False,
     dtype: str | None = None,
+    allow_missing_weights: bool = False,
 ) -> ModelT:
-    """Build ``model_class`` (``Blip2ForConditionalGeneration`` or ``Blip2Qformer``) and load its weights."""
+    """Build ``model_class`` (``Blip2ForConditionalGeneration`` or ``Blip2Qformer``) and load its weights.
+
+    A weight the model has and no source gives is an error (``MissingWeightsError``) unless
+    ``allow_missing_weights``: a model never runs on random weights by accident. A training checkpoint
+    (``checkpoint-N``, trainable weights only) loads over the models its ``blip2_checkpoint.json`` names."""
     stage1 = issubclass(model_class, QFormerForPretraining)  # the Q-Former keeps its text parts and heads
-    _check_dtype(dtype)  # before anything is read
+    plan = plan_precision(dtype, stage1=stage1)  # before anything is read
     source, entry = _locate(name_or_path, trust_pickle)
     config_file = source.path / CONFIG_FILE if source.path.is_dir() else None
     if config is not None:
@@ -157,6 +169,8 @@ def load_pretrained(
         config = _apply_entry(config, entry, stage1)
     if text_name_or_path:
         config.text_name_or_path = text_name_or_path
+    if config.text_name_or_path:
+        config.text_name_or_path = llm_reference(config.text_name_or_path, source.path)
     if not stage1 and config.text_config is None:
         if not config.text_name_or_path:
             raise NoLanguageModelError(name_or_path, "its config.json has no text_config or text_name_or_path")
@@ -175,26 +189,55 @@ def load_pretrained(
     weights = _fit_vision(weights, config)
     with _without_random_init():  # every parameter gets the checkpoint's values: no memory, no time for others
         model = model_class(config)
-    compiled = dtype == "bfloat16" and not stage1 and not _on_gpu()
-    # GPU: each weight goes straight into its parameter in ``dtype`` (no float32 copy of the model); CPU bf16: the
-    # image side is compiled and its dygraph weights freed before the LLM's are read, so the two never add up.
-    parts = (IMAGE_SIDE, ("language_model",)) if compiled else (None,)
+    # CPU bf16: the image side is loaded and compiled first, and its dygraph weights freed before the LLM's are
+    # set, so the two never add up (see ``precision``).
+    parts = (IMAGE_SIDE, ("language_model",)) if plan.compile_image_side else (None,)
     report = LoadReport()
+    dtypes = plan.parameter_dtypes(model)
     for children in parts:
-        _assign_part(model, weights, children, str(name_or_path), _planned_dtypes(model, dtype), report)
+        _assign_part(model, weights, children, str(name_or_path), dtypes, report)
         if children == IMAGE_SIDE:
-            _cast_on_cpu(model, dtype)
+            _check_complete(model, report, name_or_path, allow_missing_weights)  # before the graph is exported
+            compile_image_side(model, plan)
+    _check_complete(model, report, name_or_path, allow_missing_weights)
     report.log(str(name_or_path))
     model.load_report = report
     if not stage1:
         model.generation_config = _generation_config(source.path, model.generation_config, config, entry)
-    if dtype is not None and not compiled:
-        cast(model, dtype)  # buffers, and a check; the parameters are already in dtype
+    finish_cast(model, plan)  # buffers; the parameters are already in their dtype
     model.eval()
     return model
 
 
-IMAGE_SIDE = ("vision_model", "qformer", "language_projection")
+class MissingWeightsError(ValueError):
+    """The checkpoint lacks weights the model has: loading it would run them on random values."""
+
+
+def _check_complete(model: Any, report: LoadReport, source: str | os.PathLike, allowed: bool) -> None:
+    missing = [k for k in report.missing if not k.startswith(model.optional_weights)]
+    if not missing or allowed:
+        return
+    shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+    raise MissingWeightsError(
+        f"{source} lacks {len(missing)} weights of the model ({shown}): it would run them on random values. "
+        f"Load the complete model (a training checkpoint-N holds only the trained weights and loads over the model "
+        f"its blip2_checkpoint.json names), or pass allow_missing_weights=True to load it anyway"
+    )
+
+
+def llm_reference(text_name_or_path: str, model_directory: Path) -> str:
+    """What a config's LLM reference means: a path relative to the model's own directory (older files), an
+    absolute path, or a known name / Hub id, as it is. A path that no longer exists is an error saying so."""
+    text = os.fspath(text_name_or_path)
+    path = Path(text).expanduser()
+    if not path.is_absolute() and model_directory.is_dir() and (model_directory / path).exists():
+        return str((model_directory / path).resolve())
+    if path.is_absolute() and not path.exists():
+        raise FileNotFoundError(
+            f"the LLM at {text} is gone (moved or deleted since the model was saved): pass its new place as "
+            f"text_name_or_path= (blip2-predict --llm, blip2-train --text_model_name_or_path)"
+        )
+    return text
 
 
 @contextlib.contextmanager
@@ -273,6 +316,11 @@ def _weight_sources(
 ) -> list[Source]:
     """The checkpoints to read, in order; later ones fill in what earlier ones lack."""
     parts: list[Source] = []
+    for base in checkpoint_bases(source.path):  # a training checkpoint: the models it was trained from, first
+        base_source, base_entry = _locate(base, trust)
+        base_config = base_source.path / CONFIG_FILE if base_source.path.is_dir() else None
+        composed = Blip2Config.from_file(base_config) if base_config is not None and base_config.exists() else config
+        parts += _weight_sources(base_source, composed, base_entry, trust)
     for required in entry.requires if entry else ():
         parts.append(_locate(required, trust)[0])
     if config.vision_and_bridge_name_or_path:
@@ -282,10 +330,24 @@ def _weight_sources(
             if name:
                 parts.append(_locate(name, trust)[0])
     if source.path.is_file() or _has_weights(source.path):
-        parts.append(source)
+        parts.append(dataclasses.replace(source, layout="native") if checkpoint_bases(source.path) else source)
     if not parts:
         raise FileNotFoundError(f"no weights found in {source.path} and its config.json names none")
     return parts
+
+
+def checkpoint_bases(directory: Path) -> list[str]:
+    """The models a training checkpoint's weights go over (its ``blip2_checkpoint.json``); [] for a model."""
+    record = directory / CHECKPOINT_RECORD if directory.is_dir() else None
+    if record is None or not record.is_file():
+        return []
+    try:
+        bases = json.loads(record.read_text())["weights_from"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{record}: not a checkpoint record with weights_from ({error})") from None
+    if not isinstance(bases, list) or not all(isinstance(base, str) for base in bases):
+        raise ValueError(f"{record}: weights_from must be a list of model names or paths")
+    return bases
 
 
 def _has_weights(directory: Path) -> bool:
@@ -311,116 +373,15 @@ def _generation_config(
     return dataclasses.replace(default, **values) if values else default
 
 
-def cast(model: Any, dtype: str) -> Any:
-    """Vision encoder and LLM to ``dtype`` ("float16" / "bfloat16"); LayerNorms and the Q-Former stay float32.
-
-    On a CPU, where paddle's dygraph has no bf16 matmul, "bfloat16" instead runs the image side (ViT, Q-Former,
-    projection) through a compiled oneDNN bf16 graph (``compiled_image_encoder``, exported once and cached on
-    disk), frees the dygraph ViT and Q-Former weights (``model.vision_model`` cannot run after; load in float32
-    to train or to run it alone) and keeps the LLM in float32. "float16" on a CPU is refused: it has no kernels there.
-    """
-    if dtype == "float32":
-        return model
-    _check_dtype(dtype)
-    if not _on_gpu():
-        return _cast_on_cpu(model, dtype)
-    for layer, keep in _cast_groups(model).values():
-        cast_floating_point(layer, dtype, keep)
-    return model
-
-
-def _cast_groups(model: Any) -> dict[str, tuple[Any, tuple[type, ...]]]:
-    """What ``cast`` changes on a GPU, by top-level name: the vision encoder but its LayerNorms, the LLM and the
-    projection; the Q-Former stays float32."""
-    from paddle import nn
-
-    groups = {"vision_model": (model.vision_model, (nn.LayerNorm,))}
-    if hasattr(model, "language_model"):
-        groups["language_model"] = (model.language_model, ())
-        groups["language_projection"] = (model.language_projection, ())
-    return groups
-
-
-def _planned_dtypes(model: Any, dtype: str | None) -> dict[str, str]:
-    """The parameters ``cast`` would change, by state-dict key, and their new dtype: loading sets them so at once."""
-    import paddle
-
-    if dtype in (None, "float32") or not _on_gpu():
-        return {}
-    plan = {}
-    for name, (layer, keep) in _cast_groups(model).items():
-        for sub_name, sub in layer.named_sublayers(prefix=name, include_self=True):
-            if isinstance(sub, keep):
-                continue
-            for param_name, param in sub.named_parameters(include_sublayers=False):
-                if param.dtype == paddle.float32:
-                    plan[f"{sub_name}.{param_name}"] = dtype
-    return plan
-
-
-def running_dtype(model: Any) -> str:
-    """The dtype ``model`` computes in: "float32", "bfloat16", "float16", or, where its image side and LLM differ
-    (bfloat16 on a CPU), e.g. "image bfloat16 (compiled oneDNN), LLM float32"."""
-    from .compiled_image_encoder import CompiledImageEncoder
-
-    compiled = model.__dict__.get("get_image_features")  # set on the instance by the CPU bf16 cast
-    llm = _dtype_name(model.language_model.input_embeddings.weight.dtype)
-    if isinstance(compiled, CompiledImageEncoder):
-        return f"image {compiled.dtype} (compiled oneDNN), LLM {llm}"
-    image = _dtype_name(model.vision_model.patch_embed.weight.dtype)
-    return image if image == llm else f"image {image}, LLM {llm}"
-
-
-def _dtype_name(dtype: Any) -> str:
-    return str(dtype).replace("paddle.", "")
-
-
-def _on_gpu() -> bool:
-    import paddle
-
-    return paddle.is_compiled_with_cuda() and "gpu" in str(paddle.get_device())
-
-
-def _check_dtype(dtype: str | None) -> None:
-    if dtype not in (None, "float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype={dtype!r}: expected float32, bfloat16 or float16")
-    if dtype == "float16" and not _on_gpu():
-        raise ValueError(f"dtype={dtype!r} needs a GPU (paddle has no {dtype} kernels on CPU); use bfloat16 or float32")
-
-
-def _cast_on_cpu(model: Any, dtype: str) -> Any:
-    _check_dtype(dtype)
-    if not hasattr(model, "language_projection"):
-        logger.warning("bfloat16 on CPU is for Blip2ForConditionalGeneration's image encoder; keeping float32")
-        return model
-    from .compiled_image_encoder import CompiledImageEncoder, cpu_bf16_support
-
-    if cpu_bf16_support() is None:
-        logger.warning("this CPU has neither avx512_bf16 nor AMX: bf16 is emulated and slower than float32")
-    # An instance attribute: generate() and forward() reach the image side through get_image_features.
-    # The projection's dygraph weights stay (they are small); the ViT's and Q-Former's go: the graph has a copy.
-    model.get_image_features = CompiledImageEncoder.for_model(model, dtype, release_model_weights=True)
-    return model
-
-
-def save_pretrained(
-    model: Any, directory: str | os.PathLike, tokenizer: Any = None, image_processor: Any = None
-) -> Path:
-    """Our config.json, generation_config.json and safetensors weights (+ tokenizer / image processor files)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config: Blip2Config = model.config
-    config.save(directory)
-    if hasattr(model, "generation_config"):
-        fields = dataclasses.asdict(model.generation_config)
-        fields["eos_token_id"] = list(fields["eos_token_id"])
-        (directory / GENERATION_CONFIG_FILE).write_text(json.dumps(fields, indent=2) + "\n")
-    state = {
-        k: v.astype("float32").numpy() if v.dtype != "float32" else v.numpy() for k, v in model.state_dict().items()
-    }
-    write_safetensors(state, directory)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(directory))
-    if image_processor is not None:
-        image_processor.save_pretrained(directory)
-    return directory
+def read_model_weights(
+    path: str | os.PathLike, config: Blip2Config, *, stage1: bool, layout: str | None = None
+) -> dict[str, np.ndarray]:
+    """One checkpoint file or model directory, in any layout ``from_pretrained`` reads (ours, HF, LAVIS,
+    PaddleMIX), as weights under our model's names; for weights loaded into a model that already exists
+    (blip2-train's ``--load_model_path`` and resume). Pickles are read with the restricted unpickler."""
+    source = Source(Path(path), layout, trusted=True)  # named by the user; the unpickler is restricted anyway
+    heads = config.vision_config.num_heads
+    weights = convert_state_dict(_read(source), layout, num_heads=heads, llm_type=config.llm_type)
+    if stage1:
+        weights = {k: v for k, v in weights.items() if not k.startswith(("language_", "opt_", "t5_"))}
+    return _fit_vision(weights, config)

@@ -17,7 +17,7 @@ from typing import Any
 from blip2_eva_vit import EvaVitConfig
 from blip2_qformer import QFormerConfig
 
-from .formats import hf, paddlemix
+from ..formats import hf, paddlemix
 from .text_config import TextConfig
 
 FORMAT_NAME = "blip2-paddle"

@@ -7,7 +7,7 @@ from itertools import islice
 from typing import Any, Callable, TypeVar
 
 from .image_sources import read_image
-from .inference import GenerationSettings, Predictor
+from .predictor import GenerationSettings, Predictor
 
 Item = TypeVar("Item")
 

@@ -25,8 +25,8 @@ def start_command_line_tool() -> int:
 def error_message(error: BaseException, *, llm_flag: str | None = "--llm") -> str:
     """``error`` as a command-line user should read it: the library's hints about Python arguments become the
     tool's flags. ``llm_flag`` is None for a tool that has no way to name an LLM."""
-    from .checkpoint_io import UntrustedPickleError
-    from .pretrained import NoLanguageModelError
+    from ..checkpoint_io import UntrustedPickleError
+    from ..loading.pretrained import NoLanguageModelError
 
     if isinstance(error, NoLanguageModelError):
         how = f"pass {llm_flag} NAME_OR_PATH (e.g. facebook/opt-2.7b)" if llm_flag else "name the LLM in config.json"

@@ -2,7 +2,7 @@
 
 Release files (LAVIS's ``.pth``, PaddleMIX's ``.pdparams``) are downloaded with blip2-data's resumable
 downloader, the one the datasets use, under the same offline rule and cache root; failures become
-:class:`~blip2_core.hub.ModelNotAvailableError` saying where to put the file by hand.
+:class:`~blip2_core.loading.hub.ModelNotAvailableError` saying where to put the file by hand.
 """
 
 from __future__ import annotations

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 from .command_line import start_command_line_tool
 
 if TYPE_CHECKING:  # imported where used: paddle loads only after start_command_line_tool()
-    from .config import Blip2Config
+    from ..model.config import Blip2Config
 
 WORD_EMBEDDINGS = "qformer.embeddings.word_embeddings.weight"  # present only in a Q-Former with its text parts
 LLM_PREFIXES = ("language_model.", "opt_model.", "t5_model.")  # HF and PaddleMIX; LAVIS OPT; LAVIS T5
 
 
 def _config_of(path: Path) -> Blip2Config | None:
-    from .config import Blip2Config
+    from ..model.config import Blip2Config
 
     file = path / "config.json" if path.is_dir() else None
     if file is None or not file.exists():
@@ -49,12 +49,14 @@ def merge(
     from blip2_eva_vit import EvaVisionTransformer
     from blip2_qformer import QFormer
 
-    from .checkpoint_io import write_safetensors
-    from .config import Blip2Config
-    from .formats import convert_state_dict
-    from .modeling import Blip2ForConditionalGeneration, Blip2Qformer
-    from .pretrained import _locate, _read, _text_config
+    from ..checkpoint_io import write_safetensors
+    from ..formats import convert_state_dict
+    from ..loading.pretrained import _locate, _read, _text_config
+    from ..loading.saving import stable_reference
+    from ..model.config import Blip2Config
+    from ..model.modeling import Blip2ForConditionalGeneration, Blip2Qformer
 
+    llm = stable_reference(llm) if llm else None  # a relative path would mean nothing from another directory
     vision_source, _ = _locate(vision, trust_pickle)
     bridge_source, _ = _locate(bridge, trust_pickle)
     config = _config_of(bridge_source.path) or _config_of(vision_source.path) or Blip2Config()

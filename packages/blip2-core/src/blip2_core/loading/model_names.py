@@ -15,7 +15,7 @@ LAVIS saves only parameters that require gradients, and its pretraining configs 
 fine-tuned checkpoints trained the ViT and hold it. HF repos hold every part.
 
 The table is data: each model's shared fields once, as keywords, then one line per name it is known by.
-Fetching the weights is :mod:`blip2_core.fetching`'s job.
+Fetching the weights is :mod:`blip2_core.loading.fetching`'s job.
 """
 
 from __future__ import annotations
