@@ -1,9 +1,13 @@
 """Where each dataset's files come from: URLs, checksums, and where they go in the dataset's folder.
 
-Checksums: the COCO 2014 image archives' md5 sums are the ones LAVIS's download scripts publish. For the LAVIS
-annotation files and the Visual Genome archives no checksum is published that we could verify, so they are
-checked against the size the server announces; pass ``checksums={"file name": "sha256:<hex>"}`` to
-:func:`~blip2_data.prepare.prepare_dataset` to pin one.
+Checksums: every md5 LAVIS publishes is checked: the Karpathy COCO caption files (``lavis/configs/datasets/coco/
+defaults_cap.yaml``) and the COCO 2014 image archives (its download scripts and the commented entries of that
+yaml). LAVIS publishes none for its VQAv2, Visual Genome, Flickr30K, OK-VQA and GQA files
+(``lavis/configs/datasets/{coco/defaults_vqa,vg/defaults_caption,flickr30k/defaults,...}.yaml``) nor Stanford for
+the VG archives: those are checked against the size the server announces; pass ``checksums={"file name":
+"sha256:<hex>"}`` to :func:`~blip2_data.prepare.prepare_dataset` to pin one.
+
+URLs are LAVIS's own (the yamls above), so a file fetched here is the file LAVIS trains and evaluates on.
 """
 
 from __future__ import annotations
@@ -57,8 +61,8 @@ _COCO_TEST2015 = RemoteFile(
 )
 
 
-def _annotation(url: str) -> RemoteFile:
-    return RemoteFile(url, "annotations/" + url.rsplit("/", 1)[1])
+def _annotation(url: str, md5: str | None = None) -> RemoteFile:
+    return RemoteFile(url, "annotations/" + url.rsplit("/", 1)[1], md5=md5)
 
 
 _VQA = f"{_LAVIS}/LAVIS/datasets/vqav2"
@@ -68,18 +72,27 @@ DATASET_SOURCES: dict[str, tuple[str, dict[str, SplitSource]]] = {
     "coco_caption": (
         "coco",
         {
+            # md5s: LAVIS's lavis/configs/datasets/coco/defaults_cap.yaml
             "train": SplitSource(
-                [_annotation(f"{_LAVIS}/datasets/coco_karpathy_train.json")], [_COCO_TRAIN, _COCO_VAL]
+                [_annotation(f"{_LAVIS}/datasets/coco_karpathy_train.json", "aa31ac474cf6250ebb81d18348a07ed8")],
+                [_COCO_TRAIN, _COCO_VAL],
             ),
-            "val": SplitSource([_annotation(f"{_LAVIS}/datasets/coco_karpathy_val.json")], [_COCO_VAL]),
-            "test": SplitSource([_annotation(f"{_LAVIS}/datasets/coco_karpathy_test.json")], [_COCO_VAL]),
+            "val": SplitSource(
+                [_annotation(f"{_LAVIS}/datasets/coco_karpathy_val.json", "b273847456ef5580e33713b1f7de52a0")],
+                [_COCO_VAL],
+            ),
+            "test": SplitSource(
+                [_annotation(f"{_LAVIS}/datasets/coco_karpathy_test.json", "3ff34b0ef2db02d01c37399f6a2a6cd1")],
+                [_COCO_VAL],
+            ),
         },
     ),
     "vg_caption": (
         "vg",
         {
             "train": SplitSource(
-                [_annotation(f"{_LAVIS}/datasets/vg_caption.json")],
+                # LAVIS's lavis/configs/datasets/vg/defaults_caption.yaml
+                [_annotation(f"{_LAVIS}/LAVIS/datasets/visual_genome/vg_caption.json")],
                 [
                     RemoteFile(
                         "https://cs.stanford.edu/people/rak248/VG_100K_2/images.zip",
@@ -98,8 +111,10 @@ DATASET_SOURCES: dict[str, tuple[str, dict[str, SplitSource]]] = {
     "coco_vqa": (
         "coco",
         {
+            # LAVIS's lavis/configs/datasets/coco/defaults_vqa.yaml
             "train": SplitSource(
-                [_annotation(f"{_VQA}/vqa_train.json"), _annotation(f"{_VQA}/vqa_val.json")], [_COCO_TRAIN, _COCO_VAL]
+                [_annotation(f"{_LAVIS}/datasets/vqa_train.json"), _annotation(f"{_LAVIS}/datasets/vqa_val.json")],
+                [_COCO_TRAIN, _COCO_VAL],
             ),
             "val": SplitSource(
                 [
@@ -108,7 +123,7 @@ DATASET_SOURCES: dict[str, tuple[str, dict[str, SplitSource]]] = {
                 ],
                 [_COCO_VAL],
             ),
-            "test": SplitSource([_annotation(f"{_VQA}/vqa_test.json")], [_COCO_TEST2015]),
+            "test": SplitSource([_annotation(f"{_LAVIS}/datasets/vqa_test.json")], [_COCO_TEST2015]),
         },
     ),
 }

@@ -18,6 +18,8 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
+from .randaugment import RandomAugment
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PRETRAIN_IMAGE_SIZE = 224
@@ -50,6 +52,8 @@ class ImageProcessorConfig:
     min_scale: float = 0.5
     max_scale: float = 1.0
     horizontal_flip: bool = True
+    # LAVIS's blip_image_train (its stage-1 recipe's Visual Genome images): RandAugment(2, 5) after crop and flip
+    rand_augment: bool = False
 
     def __post_init__(self) -> None:
         self.mean = tuple(float(v) for v in self.mean)
@@ -79,6 +83,7 @@ class ImageProcessorConfig:
             "image_std": list(self.std),
             "crop_scale": [self.min_scale, self.max_scale],
             "do_horizontal_flip": self.horizontal_flip,
+            "rand_augment": self.rand_augment,
         }
 
     @classmethod
@@ -108,6 +113,7 @@ class ImageProcessorConfig:
             min_scale=float(min_scale),
             max_scale=float(max_scale),
             horizontal_flip=bool(values.get("do_horizontal_flip", True)),
+            rand_augment=bool(values.get("rand_augment", False)),
         )
 
 
@@ -121,7 +127,7 @@ class ImageProcessor:
     """Image → normalised float32 array ``[3, image_size, image_size]``.
 
     ``train=True``: RandomResizedCrop(image_size, scale=(min_scale, max_scale)) and, if configured, a random
-    horizontal flip. ``train=False``: resize to image_size × image_size. Both use the configured interpolation.
+    horizontal flip and LAVIS's RandAugment (``rand_augment``). ``train=False``: resize to image_size × image_size. Both use the configured interpolation.
     Randomness comes from the ``random`` module (paddle's DataLoader seeds it per worker) unless ``rng`` is given.
     """
 
@@ -192,6 +198,8 @@ class ImageProcessor:
             image = image.crop(self.random_resized_crop_box(*image.size)).resize(size, resample)
             if self.config.horizontal_flip and self.rng.random() < 0.5:
                 image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            if self.config.rand_augment:
+                image = RandomAugment(rng=self.rng)(image)
         else:
             image = image.resize(size, resample)
         pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
