@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import paddle
+import pytest
 from safetensors.numpy import load_file
 from tiny_checkpoints import assert_generates_the_reference
 
@@ -55,6 +56,20 @@ def test_merge_stage2_from_two_layouts_generates_as_the_reference(fixtures_dir, 
     model = Blip2ForConditionalGeneration.from_pretrained(tmp_path / "merged")
     assert model.load_report.missing == []
     assert_generates_the_reference(model, fixtures_dir)
+
+
+def test_merge_takes_paddlemix_merge_weight_flags(fixtures_dir, tmp_path, capsys):
+    """paddlemix/examples/blip2/merge_weight.py's command line, as its README writes it, with our meaning."""
+    code = merge_main(
+        ["--vision_name_or_path", str(fixtures_dir / "opt" / "lavis.pth"), "--bridge_name_or_path",
+         str(fixtures_dir / "opt" / "hf"), "--llm_path", str(fixtures_dir / "opt" / "llm"), "--save_path",
+         str(tmp_path / "merged")]
+    )  # fmt: skip
+    assert code == 0
+    assert_generates_the_reference(Blip2ForConditionalGeneration.from_pretrained(tmp_path / "merged"), fixtures_dir)
+    with pytest.raises(SystemExit):  # its first version's flags: one line naming the ones to use
+        merge_main(["--blip2_path", "x", "--vision", "v", "--bridge", "b", "--save", "s"])
+    assert "--vision_name_or_path, --bridge_name_or_path and --llm_path" in capsys.readouterr().err
 
 
 def test_merge_refuses_a_bridge_without_the_qformer(fixtures_dir, tmp_path, capsys):

@@ -37,15 +37,47 @@ def add_scorer_parsers(commands: argparse._SubParsersAction) -> None:
     vqa.add_argument("--json", action="store_true", help="print one JSON object of metrics, nothing else")
 
 
+# PaddleMIX's run_eval_caption.py / run_eval_vqav2_zeroshot.py defaults: the model each evaluates and its
+# task_name (LAVIS has no default model: its yamls name one per run).
+PADDLEMIX_DEFAULTS = {
+    "caption": ("paddlemix/blip2-caption-opt2.7b", "coco_caption"),
+    "vqa": ("paddlemix/blip2-pretrained-opt2.7b", "coco_vqa"),
+}
+
+
 def add_model_parsers(commands: argparse._SubParsersAction) -> None:
+    from blip2_core.cli.paddlemix_flags import add_inert_training_flags
+
     for task, datasets in (
         ("caption", "coco_caption, nocaps, custom_caption"),
         ("vqa", "coco_vqa, ok_vqa, gqa"),
         ("retrieval", "coco_retrieval, flickr30k"),
     ):
         sub = commands.add_parser(task, help=f"run a model over a dataset and score it ({datasets})")
-        sub.add_argument("--model", required=True, help="model directory, checkpoint, Hub repo id or known name")
-        sub.add_argument("--dataset", required=True, help=datasets)
+        model, dataset = PADDLEMIX_DEFAULTS.get(task, (None, "coco_retrieval"))
+        sub.add_argument(
+            "--model",
+            "--model_name_or_path",
+            dest="model",
+            default=model,
+            required=model is None,
+            help="model directory, checkpoint, Hub repo id or known name"
+            + (f" (default {model}, as PaddleMIX's script; --model_name_or_path is its name)" if model else ""),
+        )
+        sub.add_argument(
+            "--dataset",
+            "--task_name",
+            dest="dataset",
+            default=dataset,
+            help=f"{datasets} (default {dataset}; --task_name is PaddleMIX's name)",
+        )
+        sub.add_argument(
+            "--load_model_path",
+            "--model_path",
+            dest="load_model_path",
+            help="weights to load over --model (a checkpoint-N, model directory or checkpoint file of any layout: "
+            "PaddleMIX's meaning; --model_path is its older name)",
+        )
         sub.add_argument(
             "--data_files",
             nargs="+",
@@ -53,10 +85,17 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
             help="IMAGE_ROOT ANNOTATION [ANNOTATION ...]: local files instead of the download (see the README)",
         )
         sub.add_argument("--split", default=None, help="split to evaluate (default: the dataset's eval split)")
-        sub.add_argument("--output_dir", required=True, help="results, settings and metrics go here")
-        sub.add_argument("--batch_size", type=int, default=8)
+        sub.add_argument(
+            "--output_dir", default=None, help="results, settings and metrics go here (default output/eval_DATASET)"
+        )
+        sub.add_argument("--batch_size", "--per_device_eval_batch_size", dest="batch_size", type=int, default=8)
         sub.add_argument("--num_workers", type=int, default=0, help="image-decoding worker processes")
-        sub.add_argument("--tokenizer", help="tokenizer files (default: the model directory's)")
+        sub.add_argument(
+            "--tokenizer",
+            "--text_model_name_or_path",
+            dest="tokenizer",
+            help="tokenizer files (default: the model directory's; --text_model_name_or_path is PaddleMIX's name)",
+        )
         sub.add_argument("--image_size", type=int, help="evaluation image size (default: the model's)")
         sub.add_argument("--limit", type=int, help="evaluate only the first N items (smoke tests)")
         sub.add_argument("--no_score", action="store_true", help="write the results only (e.g. a test split)")
@@ -66,6 +105,7 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
             sub.add_argument("--max_text_length", type=int, default=35, help="text tokens (LAVIS: 35)")
         else:
             add_generation_arguments(sub, task)
+        add_inert_training_flags(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +143,13 @@ def run_scorer(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .json_files import EvalInputError
+
+    if args.command not in ("caption-score", "vqa-score"):
+        from blip2_core.cli.paddlemix_flags import warn_ignored_flags
+
+        warn_ignored_flags(args, f"blip2-eval {args.command}")
+        if args.output_dir is None:
+            args.output_dir = f"output/eval_{args.dataset}"
 
     try:
         if args.command in ("caption-score", "vqa-score"):

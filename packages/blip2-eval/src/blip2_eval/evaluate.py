@@ -33,7 +33,13 @@ def run_generation(args: argparse.Namespace, spec: EvalDataset, dataset: Any, fi
     from .settings import settings_from_args
 
     process = current_process()
-    bundle = load_bundle_for_eval(args.model, stage1=False, tokenizer=args.tokenizer, image_size=args.image_size)
+    bundle = load_bundle_for_eval(
+        args.model,
+        stage1=False,
+        tokenizer=args.tokenizer,
+        image_size=args.image_size,
+        load_model_path=args.load_model_path,
+    )
     model, tokenizer, processor = bundle.model, bundle.tokenizer, bundle.image_processor
     eos = lavis_eos_token_ids(model, tokenizer)
     settings = settings_from_args(args).for_model(spec.task, model.config.llm_type, eos)
@@ -107,6 +113,7 @@ def settings_record(
         "split": args.split or spec.split,
         "annotation_files": [str(Path(f).resolve()) for f in files],
         "model": args.model,
+        "load_model_path": args.load_model_path,
         "llm": model.config.llm_type,
         "image_size": processor.config.image_size,
         "image_interpolation": processor.config.interpolation,

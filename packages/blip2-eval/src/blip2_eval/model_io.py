@@ -8,18 +8,47 @@ from typing import Any
 from .json_files import EvalInputError
 
 
-def load_bundle_for_eval(name_or_path: str, *, stage1: bool, tokenizer: str | None, image_size: int | None) -> Any:
-    """blip2-core's ``load_bundle`` in evaluation mode; a model, tokenizer or file that cannot be loaded is an
-    input error naming what was tried."""
+def load_bundle_for_eval(
+    name_or_path: str,
+    *,
+    stage1: bool,
+    tokenizer: str | None,
+    image_size: int | None,
+    load_model_path: str | None = None,
+) -> Any:
+    """blip2-core's ``load_bundle`` in evaluation mode, with ``load_model_path``'s weights over the model
+    (PaddleMIX's ``--load_model_path``); a model, tokenizer or file that cannot be loaded is an input error naming
+    what was tried."""
     from blip2_core.loading.bundle import load_bundle
     from blip2_core.loading.pretrained import MissingWeightsError
 
     try:
-        return load_bundle(name_or_path, stage1=stage1, tokenizer=tokenizer, image_size=image_size)
+        bundle = load_bundle(name_or_path, stage1=stage1, tokenizer=tokenizer, image_size=image_size)
     except MissingWeightsError as error:  # never scores of a model with random weights
         raise EvalInputError(str(error).replace("allow_missing_weights=True", "a complete model")) from None
     except ValueError as error:
         raise EvalInputError(str(error)) from None
+    if load_model_path:
+        load_weights_over(bundle.model, load_model_path, stage1)
+    return bundle
+
+
+def load_weights_over(model: Any, path: str, stage1: bool) -> list[str]:
+    """Set the weights ``path`` holds (any layout blip2-core reads) over ``model``; none of the model's is an
+    error, as is a shape mismatch."""
+    from blip2_core.loading.pretrained import read_model_weights
+    from blip2_qformer import assign_weights
+
+    try:
+        weights = read_model_weights(path, model.config, stage1=stage1)
+    except (OSError, ValueError) as error:
+        raise EvalInputError(f"--load_model_path {path}: {error}") from None
+    report = assign_weights(model, weights, str(path), consume=True)
+    loaded = sorted(set(model.state_dict()) - set(report.missing))
+    if not loaded:
+        raise EvalInputError(f"--load_model_path {path}: none of its weights is one of this model's")
+    model.eval()
+    return loaded
 
 
 def lavis_eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:

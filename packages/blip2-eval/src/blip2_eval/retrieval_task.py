@@ -208,7 +208,13 @@ def run_retrieval(args: argparse.Namespace, spec: EvalDataset, dataset: Any, fil
     process = current_process()
     if args.limit:
         dataset.samples, dataset.origins = dataset.samples[: args.limit], dataset.origins[: args.limit]
-    bundle = load_bundle_for_eval(args.model, stage1=True, tokenizer=args.tokenizer, image_size=args.image_size)
+    bundle = load_bundle_for_eval(
+        args.model,
+        stage1=True,
+        tokenizer=args.tokenizer,
+        image_size=args.image_size,
+        load_model_path=args.load_model_path,
+    )
     model, tokenizer, processor = bundle.model, bundle.tokenizer, bundle.image_processor
     output_dir = Path(args.output_dir)
     pin_settings(

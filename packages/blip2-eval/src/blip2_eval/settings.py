@@ -51,6 +51,19 @@ CAPTION_DEFAULTS = {
 }
 VQA_DEFAULTS = {"coco_vqa": GenerationSettings(prompt=LAVIS_VQA_EVAL_PROMPT)}
 
+# Named decoding presets: what each reference evaluates with, before any flag given on the command line.
+DECODING_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # LAVIS's eval yamls as the paper ran them (the defaults above)
+    "lavis": {"caption": {}, "vqa": {}},
+    # LAVIS's CaptionTask since its 2023 rework (lavis/tasks/captioning.py at ac8fc98c: repetition_penalty 1.15
+    # and length_penalty 0 unless the yaml sets them, which the BLIP-2 caption yamls do not)
+    "lavis-current": {"caption": {"repetition_penalty": 1.15, "length_penalty": 0.0}, "vqa": {}},
+    # PaddleMIX's own evaluation: paddlemix/models/blip2/modeling.py generate / predict_answers pass
+    # decode_strategy="greedy_search", so paddlenlp decodes greedily whatever num_beams says (30 / 8 tokens for
+    # captions, 10 / 1 for answers, as LAVIS's)
+    "paddlemix": {"caption": {"num_beams": 1}, "vqa": {"num_beams": 1}},
+}
+
 OVERRIDES = ("prompt", "num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", "repetition_penalty")
 
 
@@ -73,9 +86,18 @@ def add_generation_arguments(parser: argparse.ArgumentParser, task: str) -> None
         help="default 1.0 for captions; VQA: -1 for FlanT5, 0 for OPT (LAVIS's predict_answers)",
     )
     parser.add_argument("--repetition_penalty", type=float, help="default 1.0 (LAVIS since late 2023: 1.15)")
+    parser.add_argument(
+        "--decoding",
+        choices=sorted(DECODING_PRESETS),
+        default="lavis",
+        help="decoding preset before the flags above: lavis (its eval yamls, as the paper ran them; default), "
+        "lavis-current (captions with its CaptionTask's repetition penalty 1.15 and length penalty 0), paddlemix "
+        "(greedy, as PaddleMIX's own evaluation decodes)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     settings = default_settings(args.command, args.dataset)
+    preset = DECODING_PRESETS[getattr(args, "decoding", "lavis")][args.command]
     given = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name, None) is not None}
-    return dataclasses.replace(settings, **given)
+    return dataclasses.replace(settings, **{**preset, **given})

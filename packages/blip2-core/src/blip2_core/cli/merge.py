@@ -133,16 +133,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="blip2-merge",
         description="Merge a vision encoder and a Q-Former into one BLIP-2 checkpoint that from_pretrained loads.",
     )
+    # the second spelling of each is PaddleMIX's (paddlemix/examples/blip2/merge_weight.py)
     parser.add_argument(
-        "--vision", required=True, help="vision encoder weights: directory, file, Hub repo id or known name"
+        "--vision",
+        "--vision_name_or_path",
+        dest="vision",
+        required=True,
+        help="vision encoder weights: directory, file, Hub repo id or known name",
     )
     parser.add_argument(
-        "--bridge", required=True, help="Q-Former weights (with its config.json, if any, for the sizes)"
+        "--bridge",
+        "--bridge_name_or_path",
+        dest="bridge",
+        required=True,
+        help="Q-Former weights (with its config.json, if any, for the sizes)",
     )
-    parser.add_argument("--llm", help="the LLM (name or path) for a stage-2 model; its weights are read at load time")
-    parser.add_argument("--save", required=True, help="output directory")
+    parser.add_argument(
+        "--llm",
+        "--llm_path",
+        dest="llm",
+        help="the LLM (name or path) for a stage-2 model; its weights are read at load time",
+    )
+    parser.add_argument("--save", "--save_path", dest="save", required=True, help="output directory")
+    # merge_weight.py's first version (2023-08; it could not start: --blip2_path was declared twice)
+    parser.add_argument("--blip2_path", help=argparse.SUPPRESS)
+    parser.add_argument("--llm_name", help=argparse.SUPPRESS)
     parser.add_argument("--trust-pickle", action="store_true", help="allow .pth/.pdparams found on a hub (read safely)")
     args = parser.parse_args(argv)
+    if args.blip2_path or args.llm_name:
+        parser.error(
+            "--blip2_path / --llm_name are the first merge_weight.py's (which could not run): pass the parts as "
+            "--vision_name_or_path, --bridge_name_or_path and --llm_path"
+        )
     start_command_line_tool()
     try:
         directory, config = merge(args.vision, args.bridge, args.save, args.llm, args.trust_pickle)
