@@ -246,6 +246,13 @@ def write_synthetic_shapes(
 def synthetic_data_files(root: str | Path | None, splits: list[str]) -> list[list]:
     """``load_dataset("synthetic_shapes")`` without data_files: the default dataset, written once into ``root``
     (default ``$BLIP2_HOME/datasets/synthetic_shapes``), as ``[image_root, captions_json, split]`` entries."""
+    return [[files["image_root"], files["captions"], split] for split in splits
+            for files in [synthetic_split_files(root, split)]]  # fmt: skip
+
+
+def synthetic_split_files(root: str | Path | None, split: str) -> dict[str, str]:
+    """One split's files of the default dataset (``image_root``, ``captions``, ``questions``, ``annotations``),
+    written once into ``root`` (default ``$BLIP2_HOME/datasets/synthetic_shapes``)."""
     from .download import datasets_home
 
     root = Path(root) if root is not None else datasets_home() / "synthetic_shapes"
@@ -254,7 +261,9 @@ def synthetic_data_files(root: str | Path | None, splits: list[str]) -> list[lis
         files = write_synthetic_shapes(root)
         marker.write_text(json.dumps(files, indent=1) + "\n")
     files = json.loads(marker.read_text())
-    return [[files[split]["image_root"], files[split]["captions"], split] for split in splits]
+    if split not in files:
+        raise ValueError(f"synthetic_shapes has no split {split!r}; it has {sorted(files)}")
+    return files[split]
 
 
 def _write_json(path: str, value: object) -> None:

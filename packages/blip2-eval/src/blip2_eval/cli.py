@@ -49,9 +49,9 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
     from blip2_core.cli.paddlemix_flags import add_inert_training_flags
 
     for task, datasets in (
-        ("caption", "coco_caption, nocaps, custom_caption"),
-        ("vqa", "coco_vqa, ok_vqa, gqa"),
-        ("retrieval", "coco_retrieval, flickr30k"),
+        ("caption", "coco_caption, nocaps, custom_caption, synthetic_shapes"),
+        ("vqa", "coco_vqa, ok_vqa, gqa, synthetic_shapes_vqa"),
+        ("retrieval", "coco_retrieval, flickr30k, synthetic_shapes_retrieval"),
     ):
         sub = commands.add_parser(task, help=f"run a model over a dataset and score it ({datasets})")
         model, dataset = PADDLEMIX_DEFAULTS.get(task, (None, "coco_retrieval"))

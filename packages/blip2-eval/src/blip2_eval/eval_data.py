@@ -16,12 +16,17 @@ class EvalDataset:
     split: str
     metric: str = ""  # VQA: "vqa_accuracy" or "exact_match"
     lemmatize: bool = False  # OK-VQA: LAVIS lemmatises the answers
+    generated: bool = False  # blip2-data's synthetic_shapes files (made offline on first use), not a download
 
 
 EVAL_DATASETS = {
     "coco_caption": EvalDataset("caption", "coco_caption", "test"),  # Karpathy test, 5000 images
     "nocaps": EvalDataset("caption", "nocaps", "val"),
     "custom_caption": EvalDataset("caption", "custom_caption", "test"),
+    # blip2-data's generated shapes (the default model's data): offline, made on first use
+    "synthetic_shapes": EvalDataset("caption", "synthetic_shapes", "test", generated=True),
+    "synthetic_shapes_vqa": EvalDataset("vqa", "coco_vqa", "test", "vqa_accuracy", generated=True),
+    "synthetic_shapes_retrieval": EvalDataset("retrieval", "synthetic_shapes", "test", generated=True),
     "coco_vqa": EvalDataset("vqa", "coco_vqa", "val", "vqa_accuracy"),
     "ok_vqa": EvalDataset("vqa", "ok_vqa", "val", "vqa_accuracy", lemmatize=True),
     "gqa": EvalDataset("vqa", "gqa", "test", "exact_match"),  # testdev-balanced
@@ -53,6 +58,12 @@ def resolve_files(spec: EvalDataset, data_files: Sequence[str] | None, split: st
     from blip2_data import DatasetNotAvailableError, prepare_dataset
     from blip2_data.datasets import fetch_eval_files
 
+    if spec.generated:
+        from blip2_data.synthetic import synthetic_split_files
+
+        files = synthetic_split_files(None, split)
+        kinds = ("questions", "annotations") if spec.task == "vqa" else ("captions",)
+        return files["image_root"], [files[kind] for kind in kinds]
     try:
         if is_eval_only(spec):
             return fetch_eval_files(spec.data_name, None, download=True, progress=True)
