@@ -46,8 +46,9 @@ class GenerationSettings(DecodingSettings):
 # dataset -> what it changes from the task's defaults; a dataset not listed uses its task's first entry.
 CAPTION_DEFAULTS = {
     "coco_caption": GenerationSettings(prompt=LAVIS_CAPTION_PROMPT),
-    # LAVIS's caption_nocaps eval yaml: longer captions
-    "nocaps": GenerationSettings(prompt=LAVIS_CAPTION_PROMPT, max_new_tokens=80, min_new_tokens=10),
+    # LAVIS's caption_nocaps_out_domain_flant5xl_eval.yaml: longer captions, no prompt (its "prompt" line is
+    # commented out and blip2_t5's pretrain_flant5xl has none)
+    "nocaps": GenerationSettings(prompt="", max_new_tokens=80, min_new_tokens=10),
 }
 VQA_DEFAULTS = {"coco_vqa": GenerationSettings(prompt=LAVIS_VQA_EVAL_PROMPT)}
 
