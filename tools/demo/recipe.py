@@ -134,7 +134,11 @@ def package_model(stage1: Path, stage2: Path, vqa: Path, out: Path) -> None:
         model.save_pretrained(target, tokenizer=load_tokenizer(trained), image_processor=processor)
         if (trained / QFORMER_TOKENIZER_DIR).is_dir():
             shutil.copytree(trained / QFORMER_TOKENIZER_DIR, target / QFORMER_TOKENIZER_DIR)
-    shutil.copytree(stage1, out / STAGE1_SUBDIRECTORY, ignore=shutil.ignore_patterns("checkpoint-*", "*.jsonl", "runs"))
+    shutil.copytree(
+        stage1,
+        out / STAGE1_SUBDIRECTORY,
+        ignore=shutil.ignore_patterns("checkpoint-*", "*.jsonl", "runs", "training_complete.json"),
+    )
 
 
 def evaluate(model: Path, files: dict, work: Path, eval_batch: int, which: list[str] | None = None) -> dict:

@@ -28,5 +28,6 @@ def assets(tmp_path_factory):
         "llm": tiny.write_llm(root / "llm", CORE_FIXTURES / "opt" / "llm"),
         "llm_no_dropout": tiny.write_llm(root / "llm0", CORE_FIXTURES / "opt" / "llm", dropout=0.0),
         "data": tiny.write_captions(root / "data"),
+        "data_lengths": tiny.write_captions(root / "data_lengths", words=(1, 6)),  # 3 to 8 tokens with [CLS]/[SEP]
         "root": root,
     }

@@ -1,5 +1,7 @@
 """Sampling, augmentation and batches: reproducible, sharded by rank, bad samples named or skipped, image ids."""
 
+import json
+
 import numpy as np
 import paddle
 import pytest
@@ -7,7 +9,7 @@ import tiny
 
 from blip2_core import Blip2Config, Blip2Qformer
 from blip2_core.loading.text_tokenizer import load_tokenizer
-from blip2_data import BadSampleError, Blip2Collator, ImageProcessorConfig
+from blip2_data import BadSampleError, Blip2Collator, DatasetError, ImageProcessorConfig
 from blip2_train.data import GlobalBatchSampler, TrainingCollator, TrainingSamples, load_training_data
 
 
@@ -74,10 +76,34 @@ def test_a_bad_sample_mid_epoch_stops_a_run_or_is_skipped_with_the_flag(assets, 
     ]  # fmt: skip
     failed = tiny.train([*common, "--output_dir", str(tmp_path / "a")], tmp_path, check=False)
     assert failed.returncode != 0
-    assert "captions.json, row 5" in failed.stderr and "broken.jpg" in failed.stderr
+    # one message, no traceback: the file, the row, the image and the flag to pass
+    message = failed.stderr.strip().splitlines()[-1]
+    assert message.startswith("blip2-train stage1: coco_caption train sample 5 (") and "Traceback" not in failed.stderr
+    assert "captions.json, row 5" in message and "broken.jpg" in message and "--skip_bad_samples" in message
     tiny.train([*common, "--output_dir", str(tmp_path / "b"), "--skip_bad_samples"], tmp_path)
     log = (tmp_path / "b" / "train_log.jsonl").read_text()
     assert '"skipped_bad_samples": 1' in log
+
+
+def test_a_malformed_annotation_row_is_one_message_naming_the_flag(assets, tmp_path):
+    data = tiny.write_captions(tmp_path / "data")
+    annotation = tmp_path / "data" / "captions.json"
+    rows = json.loads(annotation.read_text())
+    del rows[3]["caption"]
+    annotation.write_text(json.dumps(rows))
+    # the library names its Python option; the command line its flag
+    with pytest.raises(DatasetError, match=r"captions\.json, row 3.*'caption'.*skip_bad_samples=True"):
+        load_training_data(["coco_caption"], [data], skip_bad_samples=False)
+    common = [
+        "stage1", "--vision_model_name_or_path", str(assets["vision"]), "--qformer_init", str(assets["bert"]),
+        "--data_files", data, "--per_device_train_batch_size", "4", "--max_steps", "1", *tiny.COMMON,
+    ]  # fmt: skip
+    failed = tiny.train([*common, "--output_dir", str(tmp_path / "a")], tmp_path, check=False)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    message = failed.stderr.strip().splitlines()[-1]
+    assert message.startswith("blip2-train stage1: ") and "captions.json, row 3" in message
+    assert "(pass --skip_bad_samples to skip bad rows)" in message and "=True" not in message
+    tiny.train([*common, "--output_dir", str(tmp_path / "b"), "--skip_bad_samples"], tmp_path)
 
 
 def test_image_ids_reach_the_stage1_loss(assets, samples):

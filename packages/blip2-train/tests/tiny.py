@@ -111,8 +111,10 @@ def write_captions(
     captions_per_image: int = 2,
     bad_row: int | None = None,
     empty_caption_row: int | None = None,
+    words: tuple[int, int] = (4, 4),
 ) -> str:
-    """coco_karpathy-format data: ``images`` JPEGs, 4-word captions (one token each), two per image.
+    """coco_karpathy-format data: ``images`` JPEGs, captions of ``words`` (fewest, most) words, one token each,
+    two per image (4 words each by default).
 
     ``bad_row``: that row's image is a corrupt file; ``empty_caption_row``: that caption is only punctuation.
     Returns the --data_files entry.
@@ -125,7 +127,9 @@ def write_captions(
         path = root / f"img{i}.jpg"
         Image.fromarray(rng.randint(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
         for _ in range(captions_per_image):
-            caption = " ".join(rng.choice(WORDS[1:], 4))
+            # the default draws no length: its data stay what they were
+            count = 4 if words == (4, 4) else rng.randint(words[0], words[1] + 1)
+            caption = " ".join(rng.choice(WORDS[1:], count))
             rows.append({"image": f"img{i}.jpg", "caption": caption, "image_id": f"coco_{i}"})
     if bad_row is not None:
         (root / "broken.jpg").write_bytes(b"not a jpeg")

@@ -27,6 +27,13 @@ part = slice(2 * rank, 2 * rank + 2)
 out = model(paddle.to_tensor(images[part]), paddle.to_tensor(ids[part]), paddle.to_tensor(mask[part]))
 out.loss.backward()
 
+# 3. ITG alone: each rank's share of the global token mean, and its gradient (averaged over ranks by the test).
+itg_model = tiny_model()
+itg = itg_model(
+    paddle.to_tensor(images[part]), paddle.to_tensor(ids[part]), paddle.to_tensor(mask[part]), losses=("itg",)
+)
+itg.loss.backward()
+
 result = {
     "rank": rank,
     "world": world,
@@ -37,6 +44,8 @@ result = {
     "loss_itg": float(out.loss_itg),
     "loss_itm": float(out.loss_itm),
     "query_grad_norm": float(model.qformer.query_tokens.grad.norm()),
+    "itg_alone": float(itg.loss),
+    "itg_grad": itg_model.lm_head.dense.weight.grad.numpy().tolist(),
 }
 with open(f"{out_dir}/rank{rank}.json", "w") as f:
     json.dump(result, f)

@@ -151,6 +151,21 @@ def test_hard_negatives_skip_positives_and_favour_similar_samples():
     assert 0.72 < (drawn[:, 1] == 3).mean() < 0.87  # e^2 / (e^2 + 2) ~ 0.79
 
 
+def test_non_finite_similarities_draw_negatives_and_reach_the_loss():
+    """Diverged weights: ITM's sampling does not fail (paddle's multinomial rejects NaN); the loss shows them."""
+    paddle.seed(0)
+    sim = paddle.to_tensor([[float("nan"), 1.0, 2.0], [0.0, 5.0, 1.0], [float("inf"), 0.0, 0.0]]).tile([200, 1])
+    positives = paddle.to_tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).tile([200, 1])
+    drawn = sample_hard_negatives(sim, positives).numpy().reshape(200, 3)
+    assert set(drawn[:, 0]) == {1, 2} and set(drawn[:, 2]) == {0, 1}  # uniform among the negatives
+    assert not (drawn[:, 1] == 1).any()
+    model = QFormerForPretraining(TINY)
+    with paddle.no_grad():
+        model.qformer.query_tokens.set_value(paddle.full_like(model.qformer.query_tokens, float("nan")))
+    images, ids, mask = batch()
+    assert not np.isfinite(float(model(images, ids, mask, losses=("itm",)).loss))
+
+
 def test_image_ids_make_same_image_captions_positives():
     ids = paddle.to_tensor([7, 7, 9])
     expected = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype="float32")

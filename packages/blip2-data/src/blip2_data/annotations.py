@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import DatasetError
+from .errors import SKIP_BAD_SAMPLES_OPTION, DatasetError
 
 
 class RowProblem(Exception):
@@ -83,7 +83,7 @@ def read_rows(path: str | os.PathLike, skip_bad: bool, skipped: list[str]) -> li
 
 def report_bad_row(message: str, skip_bad: bool, skipped: list[str]) -> None:
     if not skip_bad:
-        raise DatasetError(f"{message} (pass skip_bad_samples=True to skip bad rows)")
+        raise DatasetError(f"{message} (pass {SKIP_BAD_SAMPLES_OPTION} to skip bad rows)")
     skipped.append(message)
 
 

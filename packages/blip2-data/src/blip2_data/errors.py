@@ -8,6 +8,8 @@ from __future__ import annotations
 
 # An item that is only a note "this sample was bad and skipped": datasets return it, the collator drops it.
 SKIPPED_KEY = "_skipped"
+# How error messages name the option that skips bad rows; a command-line tool rewords it as its own flag.
+SKIP_BAD_SAMPLES_OPTION = "skip_bad_samples=True"
 
 
 class DatasetError(ValueError):

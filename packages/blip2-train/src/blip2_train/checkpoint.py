@@ -8,7 +8,8 @@
 - A checkpoint is written under ``<output_dir>/.staging`` and renamed into place when complete, so a process
   killed during a save leaves no ``checkpoint-N`` for ``--resume_from_checkpoint`` to pick up.
 - The final ``output_dir`` is a model directory ``from_pretrained`` loads from anywhere: everything but a frozen
-  LLM that the config names by a known name, a Hub id or an absolute path.
+  LLM that the config names by a known name, a Hub id or an absolute path. ``training_complete.json``, written
+  after it, marks it complete and names the step it is from: a rerun that resumes has nothing to do.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import paddle
 from paddle import nn
 
 COMPLETE_MARKER = "checkpoint_complete.json"
+FINISHED_MARKER = "training_complete.json"  # in output_dir, beside the final model written from that step
 STAGING_DIR = ".staging"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 logger = logging.getLogger(__name__)
@@ -144,6 +148,71 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> Path | None:
         if (m := _CHECKPOINT.match(p.name)) and p.is_dir() and is_complete(p)
     ]
     return max(found)[1] if found else None
+
+
+def checkpoint_step(directory: str | os.PathLike) -> int:
+    """The optimizer step a checkpoint was saved at (its completion marker, else its ``checkpoint-N`` name)."""
+    directory = Path(directory)
+    marker = directory / COMPLETE_MARKER
+    if marker.is_file():
+        return int(json.loads(marker.read_text())["global_step"])
+    match = _CHECKPOINT.match(directory.name)
+    if match is None:
+        raise ValueError(f"{directory}: not a checkpoint-N directory and no {COMPLETE_MARKER} in it")
+    return int(match.group(1))
+
+
+def has_finite_weights(directory: str | os.PathLike) -> bool:
+    """Whether every floating-point weight in the directory's safetensors files (one, or shards) is finite."""
+    from blip2_core.checkpoint_io.safetensors_reader import read_safetensors
+
+    files = sorted(Path(directory).glob("*.safetensors"))
+    for path in files:  # memory-mapped: one tensor in memory at a time
+        for array in read_safetensors(path).values():
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                return False
+    return bool(files)
+
+
+def resumable_checkpoints(output_dir: str | os.PathLike, before_step: int) -> Iterator[Path]:
+    """Complete ``checkpoint-N`` with N < ``before_step`` whose weights are all finite, newest first.
+
+    A stop at step s (non-finite loss, gradients or weights, computed from the weights after step s - 1) passes
+    ``before_step = s - 1``: checkpoint-(s - 1) holds the weights that failed, and resuming from it fails again.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return
+    found = sorted(
+        ((int(m.group(1)), p) for p in output_dir.iterdir() if (m := _CHECKPOINT.match(p.name)) and is_complete(p)),
+        reverse=True,
+    )
+    for step, path in found:
+        if step >= before_step:
+            continue
+        if has_finite_weights(path):
+            yield path
+        else:
+            logger.warning("%s: non-finite weights, not a checkpoint to resume from", path)
+
+
+def mark_finished(output_dir: str | os.PathLike, step: int) -> None:
+    """Written after the final model: it is complete, and from optimizer step ``step``."""
+    path = Path(output_dir) / FINISHED_MARKER
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"global_step": step}) + "\n")
+    os.replace(tmp, path)
+
+
+def finished_step(output_dir: str | os.PathLike) -> int | None:
+    """The step of the complete final model in ``output_dir`` (see ``mark_finished``), or None."""
+    path = Path(output_dir) / FINISHED_MARKER
+    return int(json.loads(path.read_text())["global_step"]) if path.is_file() else None
+
+
+def clear_finished(output_dir: str | os.PathLike) -> None:
+    """Training starts: the final model in ``output_dir`` (if any) is about to be replaced."""
+    (Path(output_dir) / FINISHED_MARKER).unlink(missing_ok=True)
 
 
 def clear_staging(output_dir: str | os.PathLike) -> None:

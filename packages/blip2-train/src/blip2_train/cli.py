@@ -24,6 +24,18 @@ class StartupError(SystemExit):
     """A configuration that cannot run here, reported before any model is loaded."""
 
 
+class RunError(SystemExit):
+    """A run stopped by its data (a bad annotation row or sample) or its numbers (non-finite values): one message
+    that says what to do, without a traceback."""
+
+
+def command_line_message(error: BaseException) -> str:
+    """The library's message with its Python option named as this command's flag."""
+    from blip2_data.errors import SKIP_BAD_SAMPLES_OPTION
+
+    return str(error).replace(SKIP_BAD_SAMPLES_OPTION, "--skip_bad_samples")
+
+
 def check_device(argv: Sequence[str]) -> None:
     """Refuse, at start-up, what needs a GPU on a machine without one (and what this model cannot do at all)."""
     peek = argparse.ArgumentParser(add_help=False)
@@ -59,16 +71,20 @@ def parse(stage: str, argv: Sequence[str]):
     from paddlenlp.trainer import PdArgumentParser
 
     from .arguments import DATA_ARGUMENTS, MODEL_ARGUMENTS, TRAINING_ARGUMENTS, DataArguments, ModelArguments
+    from .paddlemix_names import PaddleMixArguments, apply_paddlemix_names
 
     parser = PdArgumentParser(
         (
             MODEL_ARGUMENTS.get(stage, ModelArguments),
             DATA_ARGUMENTS.get(stage, DataArguments),
             TRAINING_ARGUMENTS[stage],
+            PaddleMixArguments,
         )
     )
     parser.prog = f"blip2-train {stage}"
-    return parser.parse_args_into_dataclasses(args=list(argv))
+    model_args, data_args, training_args, paddlemix_names = parser.parse_args_into_dataclasses(args=list(argv))
+    apply_paddlemix_names(paddlemix_names, model_args, data_args, parser.prog)
+    return model_args, data_args, training_args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,13 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"blip2-train {stage}: --do_eval / --eval_steps: evaluation during training is not supported here; "
             "evaluate the model this run writes (or any checkpoint-N) with blip2-eval caption / vqa / retrieval"
         )
+    from blip2_data import BadSampleError, DatasetError, DatasetNotAvailableError
+
     from .feature_cache import FeatureCacheError
     from .run import run
+    from .trainer import NonFiniteLossError
 
     try:
         run(stage, model_args, data_args, training_args)
     except FeatureCacheError as error:  # the user's cache does not fit the run: the message says it all
         raise StartupError(f"blip2-train {stage}: {error}") from error
+    except (BadSampleError, DatasetError, DatasetNotAvailableError, NonFiniteLossError) as error:
+        raise RunError(f"blip2-train {stage}: {command_line_message(error)}") from error
     return 0
 
 

@@ -13,7 +13,15 @@ from blip2_data import Blip2Collator, ImageProcessor, ImageProcessorConfig
 
 from .arguments import BASE_STAGE, Blip2TrainingArguments, DataArguments, ModelArguments
 from .cache_features import dataset_samples
-from .checkpoint import ModelFiles, last_complete_checkpoint, load_weights, save_final_model
+from .checkpoint import (
+    ModelFiles,
+    checkpoint_step,
+    finished_step,
+    last_complete_checkpoint,
+    load_weights,
+    mark_finished,
+    save_final_model,
+)
 from .data import TrainingCollator, TrainingSamples, load_training_data
 from .feature_cache import CacheKey, FeatureCache
 from .models import (
@@ -25,7 +33,7 @@ from .models import (
     freeze_unused_heads,
     resolve_directory,
 )
-from .trainer import Blip2Trainer
+from .trainer import Blip2Trainer, planned_steps
 from .vqa import VqaCollator, VqaTrainingSamples
 
 logger = logging.getLogger("blip2_train")
@@ -44,6 +52,19 @@ def resolve_resume(value: str | None, output_dir: str) -> str | None:
     if not Path(value).is_dir():
         raise FileNotFoundError(f"--resume_from_checkpoint {value}: not a directory")
     return value
+
+
+def already_finished(value: str | None, resume: str | None, output_dir: str, planned: int) -> int | None:
+    """The step of the complete final model in ``output_dir`` when resuming has nothing to add to it, else None.
+
+    ``latest``: the run's final model is at ``planned`` steps or more (whatever its newest checkpoint); a given
+    checkpoint: it is at ``planned`` steps or more and the final model was written from it."""
+    done = finished_step(output_dir)
+    if not value or done is None:
+        return None
+    if value.lower() in ("latest", "true"):
+        return done if done >= planned else None
+    return done if resume is not None and checkpoint_step(resume) == done >= planned else None
 
 
 def load_text_tokenizer(stage: str, model_args: ModelArguments, model: Any = None) -> Any:
@@ -130,7 +151,8 @@ def build_model(stage: str, model_args: ModelArguments) -> Any:
 
 
 def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: Blip2TrainingArguments) -> Any:
-    """Train ``stage`` and write the final model to ``args.output_dir``; returns PaddleNLP's TrainOutput."""
+    """Train ``stage`` and write the final model to ``args.output_dir``; returns PaddleNLP's TrainOutput (None:
+    the run had already finished, and nothing was done)."""
     device = "GPU" if paddle.device.is_compiled_with_cuda() else "CPU"
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
     logger.info("blip2-train %s: %s, %s, %d process(es)", stage, device, precision, max(args.world_size, 1))
@@ -138,6 +160,16 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
 
     # data first: a missing annotation file should not wait for a 1B-parameter model to load
     dataset = load_training_data(data_args.dataset, data_args.data_files, data_args.skip_bad_samples)
+    planned = planned_steps(len(dataset), args)
+    done = already_finished(args.resume_from_checkpoint, resume, args.output_dir, planned)
+    if done is not None:  # a rerun of a finished run: nothing is loaded, trained or written
+        logger.info(
+            "%s: this run already finished (final model from step %d, --max_steps %d): nothing to do",
+            args.output_dir,
+            done,
+            planned,
+        )
+        return None
     image_config = ImageProcessorConfig(image_size=model_args.image_size)
     features = None
     if data_args.feature_cache:
@@ -191,8 +223,10 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         model_files=files,
     )
     result = trainer.train(resume_from_checkpoint=resume)
+    trainer.check_finite_weights("the final model")
     if args.should_save:
         save_final_model(model, args.output_dir, files)
+        mark_finished(args.output_dir, trainer.state.global_step)  # after the model: its files are complete
         logger.info("final model written to %s (loads with %s.from_pretrained)", args.output_dir, type(model).__name__)
     if trainer.bad_samples:
         logger.warning("skipped %d bad samples in this run", trainer.bad_samples)

@@ -46,3 +46,10 @@ class WarmupCosineSchedule(LRScheduler):
         return warmup_cosine_lr(
             self.last_epoch, self.peak_lr, self.eta_min, self.warmup_steps, self.total_steps, self.warmup_start_lr
         )
+
+    def set_state_dict(self, state_dict: dict) -> None:
+        """The step from the checkpoint, the rate from this run's schedule: paddle restores the saved rate too,
+        so a resume with a lower ``--learning_rate`` (after a non-finite loss) would make its first update at the
+        old rate. With unchanged arguments the two are the same number."""
+        super().set_state_dict(state_dict)
+        self.last_lr = self.get_lr()

@@ -10,21 +10,25 @@ import dataclasses
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import paddle
 import paddle.distributed as dist
 from paddle.io import DataLoader
 from paddlenlp.trainer import Trainer, TrainerCallback
+from paddlenlp.trainer.trainer_utils import TrainOutput
 
 from .checkpoint import (
     STAGING_DIR,
     ModelFiles,
+    checkpoint_step,
+    clear_finished,
     clear_staging,
-    last_complete_checkpoint,
     load_weights,
     mark_complete,
     publish,
+    resumable_checkpoints,
     save_checkpoint_model,
 )
 from .data import GlobalBatchSampler, raise_deferred_error
@@ -35,10 +39,46 @@ from .vqa import ANSWER_WEIGHTS_KEY, weighted_answer_loss
 logger = logging.getLogger(__name__)
 
 TRAIN_LOG = "train_log.jsonl"  # one JSON line per log event (losses, learning rate, skipped samples)
+LOSS_PARTS = ("loss_itc", "loss_itm", "loss_itg")
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+    """The loss, the gradients or the trained weights became NaN or infinite; the message names the step and the
+    last good checkpoint."""
+
+
+def planned_steps(samples: int, args: Any) -> int:
+    """The optimizer steps a run of ``args`` makes over ``samples`` (PaddleNLP's count: ``--max_steps``, else the
+    epochs' full global batches)."""
+    global_batch = args.per_device_train_batch_size * max(args.dataset_world_size, 1)
+    per_epoch = max((samples // global_batch) // args.gradient_accumulation_steps, 1)
+    return args.max_steps if args.max_steps > 0 else int(per_epoch * args.num_train_epochs)
+
+
+def trim_train_log(output_dir: str | os.PathLike, step: int) -> None:
+    """Keep the log entries of steps up to ``step``: a run resumed there (0: a fresh start) logs the later ones
+    again. A line cut short by a kill is dropped."""
+    path = Path(output_dir) / TRAIN_LOG
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    if len(kept) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+
+
+def _all_finite(tensors: list[paddle.Tensor]) -> paddle.Tensor:
+    if not tensors:
+        return paddle.to_tensor(True)
+    return paddle.stack([paddle.isfinite(t).all() for t in tensors]).all()
 
 
 def _outputs_as_dict(layer: Any, inputs: Any, outputs: Any) -> dict[str, paddle.Tensor]:
@@ -157,7 +197,7 @@ class Blip2Trainer(Trainer):
         outputs = model(**inputs, **self.model_kwargs)  # a dict while training (see _outputs_as_dict)
         if weights is not None:  # VQA fine-tuning: several answers per question, weighted
             outputs["loss"] = weighted_answer_loss(outputs["logits"], labels, weights)
-        for name in ("loss_itc", "loss_itm", "loss_itg"):
+        for name in LOSS_PARTS:
             if name in outputs:
                 self._loss_parts[name] = self._loss_parts.get(name, 0.0) + float(outputs[name])
         self._loss_part_count += 1
@@ -165,7 +205,14 @@ class Blip2Trainer(Trainer):
 
     def log(self, logs: dict[str, float], **kwargs: Any) -> None:
         if self._loss_part_count and "loss" in logs:
-            logs.update({k: round(v / self._loss_part_count, 6) for k, v in self._loss_parts.items()})
+            # a step's log, made by every rank together: the parts averaged over the ranks, as PaddleNLP's loss
+            names = sorted(self._loss_parts)
+            parts = [self._loss_parts[name] / self._loss_part_count for name in names]
+            if self.args.world_size > 1 and names:
+                values = paddle.to_tensor(parts, dtype="float32")
+                dist.all_reduce(values)
+                parts = (values / self.args.world_size).tolist()
+            logs.update({name: round(value, 6) for name, value in zip(names, parts)})
             self._loss_parts, self._loss_part_count = {}, 0
         if self.bad_samples:
             logs["skipped_bad_samples"] = self.bad_samples
@@ -176,25 +223,94 @@ class Blip2Trainer(Trainer):
         super().log(logs, **kwargs)
 
     def _check_loss_valid(self, loss: paddle.Tensor) -> None:
-        finite = paddle.isfinite(loss).astype("int32").reshape([1])
-        if self.args.world_size > 1:  # stop every rank together, never one alone
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if int(finite) == 1:
+        """Before each update (PaddleNLP's hook, after backward): the loss, the gradients and the trained weights
+        must be finite, on every rank; else every rank stops together, before the update."""
+        # fp16's loss scaler expects overflowing gradients now and then: it skips those steps itself
+        gradients = not self.args.fp16
+        flags = self._finite_flags(loss, gradients)
+        if all(flags):
             return
+        problems = []
+        if not flags[0]:
+            problems.append(f"loss ({float(loss)})")
+        if not flags[1]:
+            problems.append(f"gradients ({self._non_finite_names(grads=True)})")
+        if not flags[2]:
+            problems.append(f"weights ({self._non_finite_names(grads=False)})")
         step = self.state.global_step + 1
-        last = last_complete_checkpoint(self.args.output_dir)
-        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
+        # what failed was computed from the weights after step - 1: a checkpoint of those would fail again
         raise NonFiniteLossError(
-            f"non-finite loss ({float(loss)}) at optimizer step {step}: training stopped before this step's update; "
-            f"{kept} (resume with --resume_from_checkpoint latest, e.g. with a lower learning rate)"
+            f"non-finite {' and '.join(problems)} at optimizer step {step}: training stopped before this step's "
+            f"update; {self._resume_advice(before_step=step - 1)}"
+        )
+
+    def check_finite_weights(self, what: str) -> None:
+        """Refuse to save ``what`` (a checkpoint, the final model) with non-finite trained weights."""
+        if self._finite_flags(None, gradients=False)[2]:
+            return
+        step = self.state.global_step
+        raise NonFiniteLossError(
+            f"non-finite weights ({self._non_finite_names(grads=False)}) after optimizer step {step}: {what} not "
+            f"saved; {self._resume_advice(before_step=step)}"
+        )
+
+    def _trained(self) -> list[tuple[str, paddle.Tensor]]:
+        return [(name, p) for name, p in self.model.named_parameters() if not p.stop_gradient]
+
+    def _finite_flags(self, loss: paddle.Tensor | None, gradients: bool) -> list[bool]:
+        """[loss, gradients, weights] finite, agreed over the ranks (one small all-reduce)."""
+        trained = [p for _, p in self._trained()]
+        checks = [
+            paddle.isfinite(loss).all() if loss is not None else paddle.to_tensor(True),
+            _all_finite([p.grad for p in trained if p.grad is not None]) if gradients else paddle.to_tensor(True),
+            _all_finite(trained),
+        ]
+        flags = paddle.stack([check.astype("int32").reshape([]) for check in checks])
+        if self.args.world_size > 1:  # stop every rank together, never one alone
+            dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+        return [bool(flag) for flag in flags.tolist()]
+
+    def _non_finite_names(self, grads: bool) -> str:
+        """The parameters whose gradients (or values) are not finite on this rank, for the message."""
+        names = [
+            name
+            for name, p in self._trained()
+            if (t := p.grad if grads else p) is not None and not bool(paddle.isfinite(t).all())
+        ]
+        if not names:
+            return "on another rank"
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return f"{', '.join(names[:3])}{more}"
+
+    def _resume_advice(self, before_step: int) -> str:
+        good = next(resumable_checkpoints(self.args.output_dir, before_step), None)
+        if good is None:
+            return "no good checkpoint was saved before it (start again, e.g. with a lower --learning_rate)"
+        return (
+            f"the last good checkpoint is {good} (resume from it with --resume_from_checkpoint {good}, e.g. with a "
+            "lower --learning_rate)"
         )
 
     # -- checkpoints ----------------------------------------------------------------------------------
 
+    def planned_steps(self) -> int:
+        return planned_steps(len(self.train_dataset), self.args)
+
     def train(self, resume_from_checkpoint: str | None = None, **kwargs: Any):
         self.resumed_from = resume_from_checkpoint
+        start = checkpoint_step(resume_from_checkpoint) if resume_from_checkpoint else 0
+        planned = self.planned_steps()
+        if start >= planned:
+            # killed after its last checkpoint, or run again: PaddleNLP would train one more step (past
+            # --max_steps); the checkpoint's weights are the run's result
+            self._load_from_checkpoint(resume_from_checkpoint)
+            self.state.global_step = start
+            logger.info("%s is at step %d of %d: nothing left to train", resume_from_checkpoint, start, planned)
+            return TrainOutput(start, 0.0, {})
         if self.args.should_save:
             clear_staging(self.args.output_dir)
+            clear_finished(self.args.output_dir)  # the final model there is about to be replaced
+            trim_train_log(self.args.output_dir, start)  # each step logged once
         hook = self.model.register_forward_post_hook(_outputs_as_dict)
         try:
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
@@ -210,9 +326,10 @@ class Blip2Trainer(Trainer):
     def _save_checkpoint(self, model, metrics=None):
         """PaddleNLP's checkpoint, written under .staging and renamed into place once complete."""
         args = self.args
+        name = f"checkpoint-{self.state.global_step}"
+        self.check_finite_weights(name)  # a checkpoint to resume from must be one that can
         real_output, real_signal = args.output_dir, args.output_signal_dir
         staging = os.path.join(real_output, STAGING_DIR)
-        name = f"checkpoint-{self.state.global_step}"
         args.output_dir = args.output_signal_dir = staging
         try:
             super()._save_checkpoint(model, metrics)

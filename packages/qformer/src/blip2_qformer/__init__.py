@@ -3,7 +3,7 @@
 from blip2_encoder_common import LayerNormFp32, LoadReport, assign_weights, use_all_cores
 
 from .config import QFormerConfig
-from .distributed import all_gather_with_grad, concat_all_gather, rank_and_world_size
+from .distributed import all_gather_with_grad, concat_all_gather, global_token_mean, rank_and_world_size
 from .formats import convert_state_dict, detect_layout
 from .loading import load_pretrained
 from .model import QFormer, QFormerOutput, padding_mask, prefix_causal_mask
@@ -23,6 +23,7 @@ __all__ = [
     "concat_all_gather",
     "convert_state_dict",
     "detect_layout",
+    "global_token_mean",
     "load_pretrained",
     "padding_mask",
     "prefix_causal_mask",

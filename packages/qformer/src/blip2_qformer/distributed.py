@@ -1,4 +1,4 @@
-"""Cross-rank gathers for the ITC and ITM losses, safe in a single process.
+"""Cross-rank gathers for the ITC and ITM losses and the global token mean of ITG, safe in a single process.
 
 LAVIS calls ``dist.get_rank()`` unconditionally, which crashes a run without a process group; here
 one process simply means world size 1.
@@ -53,3 +53,20 @@ def all_gather_with_grad(tensor: paddle.Tensor) -> paddle.Tensor:
     if world == 1:
         return tensor
     return _GatherWithGrad.apply(tensor)
+
+
+def global_token_mean(total: paddle.Tensor, count: paddle.Tensor) -> paddle.Tensor:
+    """A loss summed over this rank's ``count`` tokens (``total``) as the mean over the tokens of every rank.
+
+    Data parallelism averages the ranks' gradients, so each rank returns ``total * world / (count summed over
+    the ranks)``: the mean over ranks of these values, and of their gradients, is the global token mean, however
+    the tokens are spread over the ranks (a per-rank mean would weigh a rank's tokens by 1 / its own count). The
+    count carries no gradient. One process: ``total / count``. A count below 1 counts as 1 (no tokens: 0).
+    """
+    _, world = rank_and_world_size()
+    if world == 1:
+        return total / count.clip(min=1.0)
+    with paddle.no_grad():
+        count = count.detach().astype(total.dtype).clone()  # all_reduce works in place
+        dist.all_reduce(count)
+    return total * world / count.clip(min=1.0)

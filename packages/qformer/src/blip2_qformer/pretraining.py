@@ -11,7 +11,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from .config import QFormerConfig
-from .distributed import all_gather_with_grad, concat_all_gather, rank_and_world_size
+from .distributed import all_gather_with_grad, concat_all_gather, global_token_mean, rank_and_world_size
 from .model import MASK_VALUE, LayerNormFp32, QFormer, QFormerOutput
 
 LOSSES = ("itc", "itm", "itg")
@@ -57,10 +57,15 @@ class LMHead(nn.Layer):
         return paddle.matmul(hidden, word_embeddings, transpose_y=True) + self.bias
 
 
-def smoothed_cross_entropy(logits: paddle.Tensor, targets: paddle.Tensor, smoothing: float) -> paddle.Tensor:
-    """Mean cross-entropy against soft ``targets`` mixed with a uniform distribution (torch's label_smoothing)."""
+def smoothed_cross_entropies(logits: paddle.Tensor, targets: paddle.Tensor, smoothing: float) -> paddle.Tensor:
+    """Per-row cross-entropy against soft ``targets`` mixed with a uniform distribution (torch's label_smoothing)."""
     targets = (1.0 - smoothing) * targets + smoothing / logits.shape[-1]
-    return -(F.log_softmax(logits, axis=-1) * targets).sum(-1).mean()
+    return -(F.log_softmax(logits, axis=-1) * targets).sum(-1)
+
+
+def smoothed_cross_entropy(logits: paddle.Tensor, targets: paddle.Tensor, smoothing: float) -> paddle.Tensor:
+    """The mean of ``smoothed_cross_entropies`` over the rows."""
+    return smoothed_cross_entropies(logits, targets, smoothing).mean()
 
 
 def positives_matrix(batch: int, rank: int, world: int, image_ids: paddle.Tensor | None) -> paddle.Tensor:
@@ -81,10 +86,15 @@ def positives_matrix(batch: int, rank: int, world: int, image_ids: paddle.Tensor
 def sample_hard_negatives(similarity: paddle.Tensor, positives: paddle.Tensor) -> paddle.Tensor:
     """For each row, draw one column from softmax(similarity) with the positives excluded.
 
-    Harder negatives (more similar) are drawn more often; returns [rows] int64 column indices.
+    Harder negatives (more similar) are drawn more often; returns [rows] int64 column indices. A row with a
+    non-finite similarity (diverged weights) draws uniformly among its negatives instead of failing inside
+    ``multinomial``, leaving the non-finite values to a trainer's guard (in the losses, gradients or weights).
     """
     weights = F.softmax(similarity.detach() + positives * MASK_VALUE, axis=1)
-    return paddle.multinomial(weights, 1).flatten()
+    finite = paddle.isfinite(weights).all(axis=1, keepdim=True)
+    negatives = 1.0 - positives
+    uniform = paddle.where(negatives.sum(1, keepdim=True) > 0, negatives, paddle.ones_like(negatives))
+    return paddle.multinomial(paddle.where(finite, weights, uniform), 1).flatten()
 
 
 class QFormerForPretraining(nn.Layer):
@@ -275,4 +285,8 @@ class QFormerForPretraining(nn.Layer):
         valid = (labels != -100).flatten()
         logits = logits.reshape([-1, logits.shape[-1]])[valid]
         labels = labels.flatten()[valid]
-        return smoothed_cross_entropy(logits, F.one_hot(labels, logits.shape[-1]), LABEL_SMOOTHING)
+        per_token = smoothed_cross_entropies(logits, F.one_hot(labels, logits.shape[-1]), LABEL_SMOOTHING)
+        if rank_and_world_size()[1] == 1:
+            return per_token.mean()
+        # captions differ in length across ranks: the mean over the global batch's tokens, not each rank's own
+        return global_token_mean(per_token.sum(), valid.astype(per_token.dtype).sum())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -117,5 +118,10 @@ def _shard_files(directory: Path) -> Iterable[Path]:
 def _atomic_save(tensors: dict[str, np.ndarray], target: Path, metadata: dict[str, str] | None) -> None:
     # Written under a temporary name and renamed, so a reader never sees half a file.
     tmp = target.with_name(target.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    with open(tmp, "wb"):  # a plain new file gets the usual mode (0o666 less the umask), read back below
+        pass
+    mode = stat.S_IMODE(os.stat(tmp).st_mode)
     save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, mode)  # safetensors writes its files with mode 0o600, readable by their owner alone
     os.replace(tmp, target)

@@ -13,6 +13,7 @@ import paddle
 import paddle.nn.functional as F
 
 from blip2_eva_vit import EvaVisionTransformer, LoadReport
+from blip2_qformer.distributed import global_token_mean
 
 from ..loading.pretrained import load_pretrained
 from ..loading.saving import save_pretrained
@@ -30,10 +31,13 @@ class Blip2Output:
     loss: paddle.Tensor | None = None
 
 
-def token_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+def token_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor, across_ranks: bool = False) -> paddle.Tensor:
     """Mean cross-entropy over the tokens whose label is not -100.
 
     (paddle's ``cross_entropy(ignore_index=...)`` divides by all tokens, ignored ones included.)
+    ``across_ranks`` (data-parallel training): the mean over the tokens of every rank's batch, as blip2-qformer's
+    ``global_token_mean`` makes it, so that N processes train as one on the same global batch; in one process
+    it changes nothing.
     """
     labels = labels.reshape([-1])
     valid = labels != -100
@@ -42,7 +46,8 @@ def token_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.
         paddle.where(valid, labels, paddle.zeros_like(labels)),
         reduction="none",
     ).flatten()
-    return (losses * valid.astype("float32")).sum() / valid.astype("float32").sum().clip(min=1.0)
+    total, count = (losses * valid.astype("float32")).sum(), valid.astype("float32").sum()
+    return global_token_mean(total, count) if across_ranks else total / count.clip(min=1.0)
 
 
 class Blip2ModelBase:

@@ -155,6 +155,9 @@ class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
         ``image_features`` (the LLM-side visual tokens). ``qformer_input_ids`` / ``qformer_attention_mask``: text
         for the Q-Former beside the queries (see ``get_image_features``), one row per image.
 
+        In training mode under data parallelism the loss is the mean over the tokens of every rank's batch
+        (``token_cross_entropy(across_ranks=True)``): every rank must call forward with labels together.
+
         Decoder-only: ``labels`` [batch, L] align with the last L positions (``make_labels`` builds
         LAVIS's: prompt and padding masked). FlanT5: queries + ``input_ids`` feed the encoder and
         ``labels`` are the decoder targets, shifted right inside.
@@ -166,6 +169,7 @@ class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
         )
         embeds, mask = self._merge(features, input_ids, attention_mask)
         lm = self.language_model
+        across_ranks = self.training  # data-parallel training: the mean over the global batch's tokens
         if lm.is_decoder_only:
             logits, _ = lm.decoder_step(embeds, mask)
             loss = None
@@ -174,9 +178,9 @@ class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
                 # position predicts the first label, which LAVIS scores (an empty prompt masks nothing).
                 total, length = logits.shape[1], labels.shape[1]
                 if total > length:
-                    loss = token_cross_entropy(logits[:, total - length - 1 : total - 1], labels)
+                    loss = token_cross_entropy(logits[:, total - length - 1 : total - 1], labels, across_ranks)
                 else:  # the labels cover every position: the first one has no prediction
-                    loss = token_cross_entropy(logits[:, :-1], labels[:, 1:])
+                    loss = token_cross_entropy(logits[:, :-1], labels[:, 1:], across_ranks)
             return Blip2Output(logits, loss)
         if decoder_input_ids is None:
             if labels is None:
@@ -186,7 +190,7 @@ class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
         logits, _ = lm.decode(decoder_input_ids, encoded, mask)
         loss = None
         if labels is not None:
-            loss = token_cross_entropy(logits, labels)
+            loss = token_cross_entropy(logits, labels, across_ranks)
         return Blip2Output(logits, loss)
 
     @staticmethod
