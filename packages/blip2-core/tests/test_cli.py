@@ -160,3 +160,28 @@ def test_list_models_shows_the_known_names(capsys):
     out = capsys.readouterr().out
     for name in ("paddlemix/blip2-caption-opt2.7b", "blip2_t5/caption_coco_flant5xl", "Salesforce/blip2-opt-2.7b"):
         assert name in out
+
+
+def test_predict_takes_paddlemix_run_predict_flags(model_dir, images, fixtures_dir, tmp_path, capsys):
+    """paddlemix/examples/blip2/run_predict.py's command line, with its meaning: --input_image, --model_name_or_path,
+    --text_model_name_or_path, --prompt, --load_model_path (weights over the model), and the training settings it
+    parses (which do nothing there) named as ignored."""
+    from blip2_core.cli.predict import main as predict_main
+
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    state = load_file(str(fixtures_dir / "opt" / "hf" / "model.safetensors"))
+    rng = np.random.RandomState(0)
+    write_safetensors(
+        {k: rng.permutation(v) if k.startswith("language_model") else v for k, v in state.items()}, changed
+    )
+    common = ["--input_image", images[0], "--model_name_or_path", str(model_dir), "--text_model_name_or_path",
+              str(model_dir), "--prompt", "a photo of", "--num-beams", "1", "--max-new-tokens", "4"]  # fmt: skip
+    assert predict_main([*common, "--fp16", "True", "--learning_rate", "1e-4", "--image_size", "224"]) == 0
+    captured = capsys.readouterr()
+    assert "ignored, as they are training settings: --learning_rate --fp16" in captured.err
+    plain = captured.out
+    assert predict_main([*common, "--load_model_path", str(changed)]) == 0
+    assert capsys.readouterr().out != plain  # the changed LLM weights were loaded over the model
+    assert predict_main([*common, "--model_path", str(tmp_path / "missing")]) == 1  # the model cannot load
+    assert "missing" in capsys.readouterr().err

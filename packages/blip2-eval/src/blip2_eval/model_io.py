@@ -29,26 +29,13 @@ def load_bundle_for_eval(
     except ValueError as error:
         raise EvalInputError(str(error)) from None
     if load_model_path:
-        load_weights_over(bundle.model, load_model_path, stage1)
+        from blip2_core.loading.pretrained import load_weights_over
+
+        try:
+            load_weights_over(bundle.model, load_model_path)
+        except (OSError, ValueError) as error:
+            raise EvalInputError(f"--load_model_path {load_model_path}: {error}") from None
     return bundle
-
-
-def load_weights_over(model: Any, path: str, stage1: bool) -> list[str]:
-    """Set the weights ``path`` holds (any layout blip2-core reads) over ``model``; none of the model's is an
-    error, as is a shape mismatch."""
-    from blip2_core.loading.pretrained import read_model_weights
-    from blip2_qformer import assign_weights
-
-    try:
-        weights = read_model_weights(path, model.config, stage1=stage1)
-    except (OSError, ValueError) as error:
-        raise EvalInputError(f"--load_model_path {path}: {error}") from None
-    report = assign_weights(model, weights, str(path), consume=True)
-    loaded = sorted(set(model.state_dict()) - set(report.missing))
-    if not loaded:
-        raise EvalInputError(f"--load_model_path {path}: none of its weights is one of this model's")
-    model.eval()
-    return loaded
 
 
 def lavis_eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:

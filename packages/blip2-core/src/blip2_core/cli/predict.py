@@ -7,14 +7,15 @@ at a time through the model), ``result_file`` (the resumable JSONL/CSV output) a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..inference.predictor import DEFAULT_CAPTION_PROMPT, GenerationSettings
 from ..loading.default_model import DEFAULT_MODEL_NAME, model_or_default
 from .command_line import error_message, start_command_line_tool
+from .row_text import json_line, tsv_field
 
 NO_DEFAULT_MODEL = (
     "this installation carries no embedded default model (a wheel built without it): pass --model NAME_OR_PATH "
@@ -23,6 +24,8 @@ NO_DEFAULT_MODEL = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .paddlemix_flags import add_inert_training_flags
+
     parser = argparse.ArgumentParser(
         prog="blip2-predict",
         description="Caption images, or answer a question about them, with a BLIP-2 model.",
@@ -31,8 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         "  blip2-predict --model ./my-blip2 --images photos/ --output captions.jsonl   # rerun to resume",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # Each second spelling is PaddleMIX's (paddlemix/examples/blip2/run_predict.py), with its meaning.
     parser.add_argument(
-        "--image", nargs="+", metavar="PATH_OR_URL", help="image files or http(s) URLs (several allowed)"
+        "--image",
+        "--input_image",
+        dest="image",
+        nargs="+",
+        metavar="PATH_OR_URL",
+        help="image files or http(s) URLs (several allowed)",
     )
     parser.add_argument(
         "--images",
@@ -55,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--model",
+        "--model_name_or_path",
+        dest="model",
         metavar="NAME_OR_PATH",
         help=f"model directory, checkpoint file, Hub repo id or known name (default: the embedded {DEFAULT_MODEL_NAME})",
     )
@@ -76,8 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="the LLM, for a model whose config.json names none (e.g. blip2-merge's vision + bridge output)",
     )
     parser.add_argument(
-        "--tokenizer", metavar="NAME_OR_PATH", help="the LLM's tokenizer files (default: the model's, else its LLM's)"
+        "--tokenizer",
+        "--text_model_name_or_path",
+        dest="tokenizer",
+        metavar="NAME_OR_PATH",
+        help="the LLM's tokenizer files (default: the model's, else its LLM's)",
     )
+    parser.add_argument(
+        "--load_model_path",
+        "--model_path",
+        "--pretrained_model_path",
+        dest="load_model_path",
+        metavar="PATH",
+        help="weights to load over --model (a checkpoint-N, model directory or checkpoint file of any layout), "
+        "PaddleMIX's meaning",
+    )
+    parser.add_argument("--image_size", type=int, help=argparse.SUPPRESS)  # PaddleMIX's, never read there either
+    add_inert_training_flags(parser)
     parser.add_argument(
         "--trust-pickle", action="store_true", help="allow .pth/.pdparams checkpoints found on a hub (read safely)"
     )
@@ -98,6 +124,9 @@ def output_columns(question: str | None) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .paddlemix_flags import warn_ignored_flags
+
+    warn_ignored_flags(args, "blip2-predict")
     if args.list_models:
         from ..loading.default_model import embedded_entries
         from ..loading.model_names import all_entries, format_table
@@ -110,6 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.retry_failed and not args.output:
         parser.error("--retry-failed needs --output (the file whose error rows to retry)")
+    if args.output:
+        from .result_file import FORMATS
+
+        if Path(args.output).suffix.lower() not in FORMATS:
+            print(f"blip2-predict: --output {args.output}: the output must end in .jsonl or .csv", file=sys.stderr)
+            return 2
     args.model = model_or_default(args.model, question=args.question is not None)
     if not args.model:
         print(f"blip2-predict: {NO_DEFAULT_MODEL}", file=sys.stderr)
@@ -136,13 +171,12 @@ def _settings(args: argparse.Namespace) -> GenerationSettings:
 def _rows(args: argparse.Namespace, predictor: Any, sources: Sequence[str]):
     from ..inference.batches import predict_rows
 
-    prompt = args.prompt if args.prompt is not None else DEFAULT_CAPTION_PROMPT
     return predict_rows(
         predictor,
         sources,
         batch_size=args.batch_size,
         settings=_settings(args),
-        prompt=prompt,
+        prompt=_prompt(args),
         question=args.question,
     )
 
@@ -150,9 +184,32 @@ def _rows(args: argparse.Namespace, predictor: Any, sources: Sequence[str]):
 def _load(args: argparse.Namespace) -> Any:
     from ..inference.predictor import Predictor
 
-    return Predictor.load(
+    predictor = Predictor.load(
         args.model, llm=args.llm, tokenizer=args.tokenizer, trust_pickle=args.trust_pickle, dtype=args.dtype
     )
+    if args.load_model_path:
+        from ..loading.pretrained import load_weights_over
+
+        load_weights_over(predictor.model, args.load_model_path)
+    return predictor
+
+
+def _settings_problem(args: argparse.Namespace, predictor: Any) -> str | None:
+    """Why the model cannot decode with these settings and this prompt or question (its positions, min > max,
+    a bad beam width), in the command's own flags; None when it can."""
+    task, text = ("vqa", args.question) if args.question is not None else ("caption", _prompt(args))
+    try:
+        predictor.check_settings(task, _settings(args), [text])
+    except ValueError as error:
+        message = str(error)
+        for name in ("num_beams", "max_new_tokens", "min_new_tokens"):
+            message = message.replace(name, "--" + name.replace("_", "-"))
+        return message.replace("shorten the prompt", "shorten the " + ("question" if task == "vqa" else "prompt"))
+    return None
+
+
+def _prompt(args: argparse.Namespace) -> str:
+    return args.prompt if args.prompt is not None else DEFAULT_CAPTION_PROMPT
 
 
 def _progress(args: argparse.Namespace, total: int, initial: int = 0) -> Any:
@@ -176,6 +233,10 @@ def _run_to_stdout(args: argparse.Namespace, sources: list[str]) -> int:
     except (OSError, ValueError) as error:
         print(f"blip2-predict: {error_message(error)}", file=sys.stderr)
         return 1
+    problem = _settings_problem(args, predictor)
+    if problem:
+        print(f"blip2-predict: {problem}", file=sys.stderr)
+        return 2
     failed = 0
     with _progress(args, len(sources)) as bar:
         for rows in _rows(args, predictor, sources):
@@ -184,9 +245,9 @@ def _run_to_stdout(args: argparse.Namespace, sources: list[str]) -> int:
                     failed += 1
                     bar.write(f"blip2-predict: {row['error']}", file=sys.stderr)
                 if args.json:
-                    print(json.dumps(row, ensure_ascii=False), flush=True)
-                elif "error" not in row:
-                    print(f"{row['image']}\t{row.get('answer', row.get('caption'))}", flush=True)
+                    print(json_line(row), flush=True)
+                elif "error" not in row:  # one line of two fields, whatever the file name holds
+                    print(f"{tsv_field(row['image'])}\t{tsv_field(row.get('answer', row.get('caption')))}", flush=True)
             bar.update(len(rows))
     if failed:
         print(f"blip2-predict: {failed} of {len(sources)} images could not be read", file=sys.stderr)
@@ -196,14 +257,16 @@ def _run_to_stdout(args: argparse.Namespace, sources: list[str]) -> int:
 def _run_to_file(args: argparse.Namespace, sources: list[str]) -> int:
     from .result_file import ResultFile
 
-    output = ResultFile(args.output, output_columns(args.question))
+    output = None
     try:
+        output = ResultFile(args.output, output_columns(args.question))
         output.open()
         _check_same_task(output, args.question)
         if args.retry_failed:
             output.drop_failed()
     except (OSError, ValueError) as error:
-        output.close()
+        if output is not None:
+            output.close()
         print(f"blip2-predict: --output {error}", file=sys.stderr)
         return 2
     with output:
@@ -215,6 +278,10 @@ def _run_to_file(args: argparse.Namespace, sources: list[str]) -> int:
             except (OSError, ValueError) as error:
                 print(f"blip2-predict: {error_message(error)}", file=sys.stderr)
                 return 1
+            problem = _settings_problem(args, predictor)
+            if problem:
+                print(f"blip2-predict: {problem}", file=sys.stderr)
+                return 2
             try:
                 with _progress(args, len(sources), skipped) as bar:
                     for rows in _rows(args, predictor, pending):

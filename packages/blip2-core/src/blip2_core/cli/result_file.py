@@ -1,8 +1,13 @@
-"""A results file that survives being killed: JSON Lines or CSV, one whole row per line, appended and synced.
+"""A results file that survives being killed: JSON Lines or CSV, whole rows appended and synced.
 
-A run killed at any moment leaves complete rows plus at most one partial last line; opening the file again
-cuts that line off (its image is simply done again), so a rerun of the same command finishes the file with
+A run killed at any moment leaves complete rows plus at most one partial last row; opening the file again
+cuts that row off (its image is simply done again), so a rerun of the same command finishes the file with
 each image once, as an uninterrupted run would have written it.
+
+Any file name reads back exactly as it was written, so that a rerun knows the images it did: a JSON row
+escapes everything that could end a line (``row_text.json_line``), and a CSV field holding a line end is
+quoted as CSV quotes it (a row may then span lines; the partial last row is found outside the quotes). Bytes of
+a file name that are not UTF-8 are written as they are in CSV and as ``\\udcXX`` escapes in JSON.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from .row_text import json_line
 
 FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
 
@@ -86,34 +93,36 @@ class ResultFile:
 
     def _line(self, row: dict[str, Any]) -> bytes:
         if self.format == "jsonl":
-            return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-        # one physical line per row, so that a cut can only ever damage the last one
-        return self._csv_line([_one_line(row.get(column, "")) for column in self.columns])
+            return (json_line(row) + "\n").encode("utf-8")
+        return self._csv_line([row.get(column, "") for column in self.columns])
 
     @staticmethod
     def _csv_line(values: Sequence[Any]) -> bytes:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
-        return buffer.getvalue().encode("utf-8")
+        texts = [str(value) for value in values]
+        # csv quotes a field holding "\n" but not one holding a lone "\r", which a reader takes for a line end
+        quoting = csv.QUOTE_ALL if any("\r" in text for text in texts) else csv.QUOTE_MINIMAL
+        csv.writer(buffer, lineterminator="\n", quoting=quoting).writerow(texts)
+        return buffer.getvalue().encode("utf-8", "surrogateescape")
 
     def _repair(self) -> str:
-        """The file's complete lines; a partial last line (a run killed mid-write) is cut off the file."""
+        """The file's complete rows; a partial last row (a run killed mid-write) is cut off the file."""
         if not self.path.exists():
             return ""
         data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
+        end = _csv_rows_end(data) if self.format == "csv" else data.rfind(b"\n") + 1
         if end < len(data):
             with open(self.path, "r+b") as file:
                 file.truncate(end)
                 os.fsync(file.fileno())
-        return data[:end].decode("utf-8")
+        return data[:end].decode("utf-8", "surrogateescape")
 
     def _parse(self, text: str) -> list[dict[str, Any]]:
         if not text:
             return []
         if self.format == "jsonl":
             rows = []
-            for number, line in enumerate(text.splitlines(), 1):
+            for number, line in enumerate(text[:-1].split("\n"), 1):  # only "\n" ends a row, never U+2028
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError:
@@ -121,7 +130,7 @@ class ResultFile:
                 if not isinstance(rows[-1], dict) or "image" not in rows[-1]:
                     raise ValueError(f"{self.path}, line {number}: a row without 'image'; is this a results file?")
             return rows
-        reader = csv.reader(io.StringIO(text))
+        reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader)
         if header != self.columns:
             raise ValueError(
@@ -131,5 +140,10 @@ class ResultFile:
         return [{k: v for k, v in zip(header, values) if v != ""} for values in reader]
 
 
-def _one_line(value: Any) -> str:
-    return " ".join(str(value).splitlines())
+def _csv_rows_end(data: bytes) -> int:
+    """Where the last complete CSV row ends: after the last newline with an even number of quotes before it (a
+    quoted field may hold newlines; a doubled quote inside one counts twice, which keeps the parity right)."""
+    end = data.rfind(b"\n")
+    while end >= 0 and data.count(b'"', 0, end) % 2:
+        end = data.rfind(b"\n", 0, end)
+    return end + 1

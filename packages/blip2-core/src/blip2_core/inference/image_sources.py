@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import glob
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,17 +91,31 @@ class ImageTooLargeError(OSError):
 
 def decode_image(data: bytes, name: str, max_pixels: int | None = None) -> Any:
     """Bytes -> an RGB PIL image, decoded in full now (a truncated file fails here); ``OSError`` saying why not."""
+    with _opened(data, name) as image:
+        if max_pixels is not None and image.width * image.height > max_pixels:
+            raise ImageTooLargeError(
+                f"{name} is {image.width}x{image.height} pixels, more than the limit of {max_pixels}"
+            )
+        return image.convert("RGB")
+
+
+def image_size(data: bytes, name: str) -> tuple[int, int]:
+    """(width, height) from the image's header, before any pixel is decoded; ``OSError`` if it is no image."""
+    with _opened(data, name) as image:
+        return image.size
+
+
+@contextmanager
+def _opened(data: bytes, name: str) -> Iterator[Any]:
+    """The PIL image of ``data`` (lazy: only its header read); errors in the block become an ``OSError``
+    naming ``name``."""
     from PIL import Image
 
     if not data:
         raise OSError(f"{name} is empty (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            if max_pixels is not None and image.width * image.height > max_pixels:
-                raise ImageTooLargeError(
-                    f"{name} is {image.width}x{image.height} pixels, more than the limit of {max_pixels}"
-                )
-            return image.convert("RGB")
+            yield image
     except ImageTooLargeError:
         raise
     except Image.UnidentifiedImageError:  # its own message holds the address of a BytesIO

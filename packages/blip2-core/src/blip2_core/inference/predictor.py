@@ -104,6 +104,40 @@ class Predictor:
             "answer_defaults": self.settings_for("vqa"),
         }
 
+    def check_settings(
+        self, task: str, settings: GenerationSettings | None, texts: Sequence[str]
+    ) -> GenerationSettings:
+        """``settings`` resolved for ``task`` and this model's LLM, checked against what the model can run with
+        ``texts`` (the caption prompts, or the questions): ``ValueError`` naming the limit, before any decoding.
+
+        An OPT model has ``max_position_embeddings`` positions for the visual query tokens, the prompt and the new
+        tokens together (a T5 encoder-decoder has no such limit); a Q-Former that reads the question has its own
+        position table for it."""
+        from blip2_data import VQA_PROMPT, pre_question
+
+        resolved = self.bundle.generation(task, settings)
+        config = self.model.config
+        if task == "vqa":
+            texts = [pre_question(text) for text in texts]  # as answer() sends them
+        max_positions, prompt_tokens = None, 0
+        if self.model.language_model.is_decoder_only:
+            prompts = [VQA_PROMPT.format(text) for text in texts] if task == "vqa" else list(texts)
+            max_positions = config.text_config.max_position_embeddings
+            prompt_tokens = config.num_query_tokens + _longest(self.tokenizer, prompts)
+        resolved.check(max_positions=max_positions, prompt_tokens=prompt_tokens)
+        if task == "vqa" and config.qformer_text_input and self.qformer_tokenizer is not None:
+            limit, tokens = config.qformer_config.max_position_embeddings, _longest(self.qformer_tokenizer, texts)
+            if tokens > limit:
+                raise ValueError(
+                    f"the question is {tokens} tokens for the Q-Former, which has {limit} positions: shorten it"
+                )
+        return resolved
+
     def settings_for(self, task: str, settings: GenerationSettings | None = None) -> dict[str, Any]:
         """``generate`` keywords for ``task``: ``settings`` with the task's defaults for this model's LLM."""
         return self.bundle.generation(task, settings).generate_kwargs()
+
+
+def _longest(tokenizer: Any, texts: Sequence[str]) -> int:
+    """The most tokens any of ``texts`` becomes (special tokens included, as ``tokenize`` makes them)."""
+    return max((len(ids) for ids in tokenizer(list(texts))["input_ids"]), default=0) if texts else 0

@@ -385,3 +385,18 @@ def read_model_weights(
     if stage1:
         weights = {k: v for k, v in weights.items() if not k.startswith(("language_", "opt_", "t5_"))}
     return _fit_vision(weights, config)
+
+
+def load_weights_over(model: Any, path: str | os.PathLike) -> list[str]:
+    """Set the weights ``path`` holds (any layout ``read_model_weights`` reads) over a loaded ``model``: PaddleMIX's
+    ``--load_model_path`` on its evaluation and prediction scripts. Returns the names set; a file that gives none of
+    the model's weights is an error (``ValueError``), as is a shape mismatch."""
+    stage1 = not hasattr(model, "language_model")
+    weights = read_model_weights(path, model.config, stage1=stage1)
+    given = len(weights)
+    report = assign_weights(model, weights, str(path), consume=True)
+    loaded = sorted(set(model.state_dict()) - set(report.missing))
+    if not loaded:
+        raise ValueError(f"{path}: none of its {given} weights is one of this model's")
+    model.eval()
+    return loaded

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..model.generation_settings import TASK_DEFAULTS, GenerationSettings
+from ..model.generation_settings import LENGTH_PENALTY_RANGE, TASK_DEFAULTS, GenerationSettings
 
 
 @dataclass(frozen=True)
@@ -21,15 +21,36 @@ class Limits:
     max_image_pixels: int = 40_000_000
     max_new_tokens: int = 64
     max_num_beams: int = 8
-    allow_image_urls: bool = True
-    url_timeout: float = 10.0
+    # image_url: off unless asked for (any public host), or only on these hosts
+    allow_image_urls: bool = False
+    image_url_hosts: tuple[str, ...] = ()
+    url_timeout: float = 10.0  # for the whole fetch, redirects included
+    max_url_fetches: int = 8  # fetches at once; more get 503 at once
+    # pixels being decoded at once, across requests; a request that does not fit waits this long, then 503
+    max_decoding_pixels: int = 80_000_000
+    decoding_wait: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.max_decoding_pixels < self.max_image_pixels:
+            raise ValueError(
+                f"max_decoding_pixels ({self.max_decoding_pixels}) must be at least max_image_pixels "
+                f"({self.max_image_pixels}): an image the server accepts must fit in the decoding budget"
+            )
+
+    @property
+    def fetches_urls(self) -> bool:
+        return self.allow_image_urls or bool(self.image_url_hosts)
 
 
 class _Request(BaseModel):
     # an unknown field is an error, not silently ignored: a misspelt setting would otherwise do nothing
     model_config = ConfigDict(extra="forbid")
 
-    image_url: Optional[str] = Field(None, description="http(s) URL of the image (instead of an upload)")
+    image_url: Optional[str] = Field(
+        None,
+        description="http(s) URL of a public image (JSON bodies only; the server fetches URLs only when started "
+        "with --allow-image-urls or --image-url-hosts)",
+    )
     image_base64: Optional[str] = Field(None, description="the image file's bytes, base64 (JSON bodies)")
 
 
@@ -37,7 +58,9 @@ class _Generation(_Request):
     num_beams: int = Field(5, ge=1, description="beam width")
     max_new_tokens: Optional[int] = Field(None, ge=1, description="longest output in tokens")
     min_new_tokens: Optional[int] = Field(None, ge=0, description="shortest output in tokens")
-    length_penalty: Optional[float] = Field(None, ge=-10, le=10, description="beam score / length ** this")
+    length_penalty: Optional[float] = Field(
+        None, ge=LENGTH_PENALTY_RANGE[0], le=LENGTH_PENALTY_RANGE[1], description="beam score / length ** this"
+    )
     repetition_penalty: float = Field(1.0, gt=0, le=10)
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0, le=10)
@@ -135,6 +158,7 @@ def openapi_body(model: type[_Request]) -> dict[str, Any]:
         "properties": {"image": {"type": "string", "format": "binary"}, **schema["properties"]},
     }
     multipart["properties"].pop("image_base64", None)
+    multipart["properties"].pop("image_url", None)  # JSON bodies only: see request_body
     return {
         "requestBody": {
             "required": True,
@@ -144,3 +168,8 @@ def openapi_body(model: type[_Request]) -> dict[str, Any]:
             },
         }
     }
+
+
+def openapi_json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A JSON-only request body in the OpenAPI docs (endpoints that read their body themselves, with a cap)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
