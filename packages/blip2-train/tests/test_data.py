@@ -52,6 +52,30 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(samples):
     assert a["text_input"] == b["text_input"] and a["image_id"] == 1  # rows 2, 3 show image 1
 
 
+def test_visual_genome_images_get_randaugment_as_in_laviss_recipe(assets):
+    """LAVIS's pretrain_stage{1,2}.yaml: VG images through blip_image_train (RandAugment), COCO's not."""
+    import random
+
+    from blip2_data import ImageProcessor
+
+    dataset = load_training_data(["coco_caption", "vg_caption"], [assets["data"], assets["data"]], False)
+    config = ImageProcessorConfig(image_size=tiny.IMAGE_SIZE)
+    samples = TrainingSamples(dataset, config, seed=1)
+    half = len(dataset) // 2
+    for index, rand_augment in ((2, False), (half + 2, True)):
+        item = samples[(0, index)]
+        expected = ImageProcessor(
+            ImageProcessorConfig(image_size=tiny.IMAGE_SIZE, rand_augment=rand_augment),
+            train=True,
+            rng=random.Random(f"1:0:{index}"),
+        )(dataset[index]["image"])
+        np.testing.assert_array_equal(item["image"], expected)
+    # and RandAugment changes the VG pixels for some epoch (each of its two ops applies with probability 1/2)
+    image = dataset[half + 2]["image"]
+    plain = [ImageProcessor(config, train=True, rng=random.Random(f"1:{e}:{half + 2}"))(image) for e in range(6)]
+    assert any(not np.array_equal(samples[(e, half + 2)]["image"], plain[e]) for e in range(6))
+
+
 def test_bad_samples_name_the_file_and_row_or_are_replaced_and_counted(assets, tmp_path):
     data = tiny.write_captions(tmp_path, bad_row=5, empty_caption_row=9)
     strict = TrainingSamples(load_training_data(["coco_caption"], [data], False), ImageProcessorConfig(56), seed=1)

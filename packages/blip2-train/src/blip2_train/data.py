@@ -7,6 +7,7 @@ whatever the number of loader workers or when they ran.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Iterator, Sequence
@@ -77,6 +78,11 @@ def split_caption(caption: str, rng: random.Random) -> tuple[str, str]:
     return " ".join(words[:cut]), " ".join(words[cut:])
 
 
+# LAVIS's pretrain_stage1.yaml and pretrain_stage2.yaml give Visual Genome's images blip_image_train
+# (RandomResizedCrop, flip, RandAugment(2, 5)) and COCO's blip2_image_train (no RandAugment).
+RAND_AUGMENTED_DATASETS = frozenset({"vg_caption"})
+
+
 class TrainingSamples(Dataset):
     """Items of ``dataset`` decoded and augmented, addressed by ``(epoch, index)`` keys.
 
@@ -117,6 +123,11 @@ class TrainingSamples(Dataset):
         describe = getattr(self.dataset, "describe", None)
         return describe(index) if describe else f"sample {index}"
 
+    def _dataset_name(self, index: int) -> str | None:
+        """The name of the dataset sample ``index`` comes from (coco_caption, vg_caption, ...)."""
+        locate = getattr(self.dataset, "locate", None)
+        return locate(index)[0].name if locate is not None else getattr(self.dataset, "name", None)
+
     def _image(self, sample: dict[str, Any], index: int, rng: random.Random) -> dict[str, np.ndarray]:
         """``{"image": pixels}``, or ``{"image_embeds": features}`` read from the feature cache."""
         if self.features is not None:
@@ -126,8 +137,11 @@ class TrainingSamples(Dataset):
                 raise BadSampleError(f"{self._describe(index)}: {error}") from error
             except FeatureCacheError as error:  # not a bad sample: the cache is for other data
                 raise CacheMissError(f"{self._describe(index)}: {error}") from error
+        config = self.image_config
+        if self.augment and self._dataset_name(index) in RAND_AUGMENTED_DATASETS:
+            config = dataclasses.replace(config, rand_augment=True)
         try:
-            return {"image": ImageProcessor(self.image_config, train=self.augment, rng=rng)(sample["image"])}
+            return {"image": ImageProcessor(config, train=self.augment, rng=rng)(sample["image"])}
         except Exception as error:
             raise BadSampleError(f"{self._describe(index)}: cannot load image {sample['image']}: {error}") from error
 
