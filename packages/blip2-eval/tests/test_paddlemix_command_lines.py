@@ -41,6 +41,7 @@ def test_the_readme_commands_without_flags_evaluate_paddlemixs_default_model(tas
     err = capsys.readouterr().err
     assert "ignored, as they are training settings: --fp16" in err
     assert "usage:" not in err and ("offline" in err.lower() or "not available" in err or "download" in err)
+    assert "data_files=[[" not in err
 
 
 def decoding(task, *flags):
@@ -58,3 +59,11 @@ def test_decoding_presets():
     assert decoding("vqa", "--decoding", "paddlemix").num_beams == 1
     assert decoding("vqa", "--decoding", "lavis-current").length_penalty == 0.0  # OPT's predict_answers default
     assert decoding("caption", "--decoding", "paddlemix", "--num_beams", "3").num_beams == 3  # a flag wins
+
+
+def test_offline_data_errors_name_the_command_lines_flag(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BLIP2_OFFLINE", "1")
+    assert main(["caption", "--model", "blip2-shapes", "--dataset", "coco_caption", "--output_dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "coco_karpathy_test.json" in err and "--data_files IMAGE_ROOT ANNOTATION" in err
+    assert "data_files=[[" not in err

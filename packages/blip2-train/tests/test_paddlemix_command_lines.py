@@ -79,3 +79,4 @@ def test_the_readme_command_starts_and_stops_only_where_data_is_needed(tmp_path)
     assert proc.returncode != 0
     assert "Some specified arguments are not used" not in proc.stderr
     assert "coco_karpathy_train.json" in proc.stderr  # offline: the error says which file to put where
+    assert "--data_files IMAGE_ROOT,ANNOTATION_JSON" in proc.stderr and "data_files=[[" not in proc.stderr

@@ -10,6 +10,8 @@ from __future__ import annotations
 SKIPPED_KEY = "_skipped"
 # How error messages name the option that skips bad rows; a command-line tool rewords it as its own flag.
 SKIP_BAD_SAMPLES_OPTION = "skip_bad_samples=True"
+# How error messages name the way to give local files; command-line tools reword it as their --data_files.
+DATA_FILES_OPTION = "data_files=[[image_root, annotation_json, split]] to load_dataset"
 
 
 class DatasetError(ValueError):

@@ -10,7 +10,7 @@ from typing import Any, Callable, Union
 from .annotations import coco_caption_file_samples, read_json, resolve_images
 from .dataset_sources import EVAL_SOURCES
 from .datasets import Blip2Dataset, build_split, dataset_from_samples
-from .errors import DatasetError
+from .errors import DATA_FILES_OPTION, DatasetError
 from .prepare import fetch_eval_files, prepare_dataset
 
 # name → annotation kind. An explicit table: PaddleMIX's lookup by module scan made "vg_caption" load COCO.
@@ -76,7 +76,7 @@ def load_dataset(
         data_files = synthetic_data_files(cache_dir, splits or ["train"])
     if data_files is None:
         if name == "custom_caption":
-            raise DatasetError("custom_caption has nothing to download: pass data_files=[[image_root, json, split]]")
+            raise DatasetError(f"custom_caption has nothing to download: pass {DATA_FILES_OPTION}")
         data_files = prepare_dataset(
             name, splits or ["train"], root=cache_dir, download=download, checksums=checksums, progress=progress
         )

@@ -17,7 +17,7 @@ from filelock import FileLock
 
 from .dataset_sources import DATASET_SOURCES, EVAL_SOURCES, RemoteFile
 from .download import datasets_home, download_file, is_offline, is_retryable
-from .errors import ChecksumError, DatasetNotAvailableError
+from .errors import DATA_FILES_OPTION, ChecksumError, DatasetNotAvailableError
 
 
 def _parse_checksum(text: str) -> tuple[str, str]:
@@ -59,7 +59,7 @@ def prepare_dataset(
     listing each missing file, its URL and where to put it; nothing is requested when offline.
     """
     if name not in DATASET_SOURCES:
-        raise DatasetNotAvailableError(f"no download sources for {name!r}; pass data_files=[[image_root, json, split]]")
+        raise DatasetNotAvailableError(f"no download sources for {name!r}; pass {DATA_FILES_OPTION}")
     folder, split_sources = DATASET_SOURCES[name]
     unknown = [s for s in splits if s not in split_sources]
     if unknown:
@@ -107,7 +107,7 @@ def prepare_dataset(
             lines.append("  " + what)
         raise DatasetNotAvailableError(
             f"{name} {list(splits)} is not available offline. Place these files (or pass "
-            f"data_files=[[image_root, annotation_json, split]] to load_dataset):\n" + "\n".join(lines)
+            f"{DATA_FILES_OPTION}):\n" + "\n".join(lines)
         )
     return [
         [str(root / split_sources[s].image_root), [str(root / a.path) for a in split_sources[s].annotations], s]

@@ -69,7 +69,9 @@ def resolve_files(spec: EvalDataset, data_files: Sequence[str] | None, split: st
             return fetch_eval_files(spec.data_name, None, download=True, progress=True)
         ((image_root, files, _),) = prepare_dataset(spec.data_name, [split])
     except DatasetNotAvailableError as error:
-        raise EvalInputError(str(error)) from None
+        from blip2_data.errors import DATA_FILES_OPTION
+
+        raise EvalInputError(str(error).replace(DATA_FILES_OPTION, "--data_files IMAGE_ROOT ANNOTATION")) from None
     return image_root, list(files)
 
 

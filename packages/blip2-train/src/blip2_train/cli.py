@@ -30,10 +30,11 @@ class RunError(SystemExit):
 
 
 def command_line_message(error: BaseException) -> str:
-    """The library's message with its Python option named as this command's flag."""
-    from blip2_data.errors import SKIP_BAD_SAMPLES_OPTION
+    """The library's message with its Python options named as this command's flags."""
+    from blip2_data.errors import DATA_FILES_OPTION, SKIP_BAD_SAMPLES_OPTION
 
-    return str(error).replace(SKIP_BAD_SAMPLES_OPTION, "--skip_bad_samples")
+    message = str(error).replace(SKIP_BAD_SAMPLES_OPTION, "--skip_bad_samples")
+    return message.replace(DATA_FILES_OPTION, "--data_files IMAGE_ROOT,ANNOTATION_JSON")
 
 
 def check_device(argv: Sequence[str]) -> None:
