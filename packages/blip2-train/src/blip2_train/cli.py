@@ -104,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     stage, rest = argv[0], argv[1:]
+    import paddle
+
+    from .precision import with_default_mixed_precision
+
+    rest = with_default_mixed_precision(rest, on_gpu=paddle.device.is_compiled_with_cuda())
     check_device(rest)
     model_args, data_args, training_args = parse(stage, rest)
     if data_args.feature_cache and not model_args.freeze_vit:

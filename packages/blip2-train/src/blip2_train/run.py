@@ -33,6 +33,7 @@ from .models import (
     freeze_unused_heads,
     resolve_directory,
 )
+from .precision import apply_part_dtypes, part_dtypes
 from .trainer import Blip2Trainer, planned_steps
 from .vqa import VqaCollator, VqaTrainingSamples
 
@@ -182,6 +183,8 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
     if model_args.load_model_path:
         names = load_weights(model, model_args.load_model_path, require_all_trainable=False)
         logger.info("loaded %d weights from --load_model_path %s", len(names), model_args.load_model_path)
+    half = "float16" if args.fp16 else "bfloat16" if args.bf16 else None
+    apply_part_dtypes(model, part_dtypes(model, half if paddle.device.is_compiled_with_cuda() else None))
     if args.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     logger.info("%s: %s", type(model).__name__, describe_parameters(model))
