@@ -29,17 +29,11 @@ def run_evaluation(args: argparse.Namespace) -> int:
 
 def run_generation(args: argparse.Namespace, spec: EvalDataset, dataset: Any, files: list[str]) -> int:
     from .generation_tasks import CaptionTask, VqaTask
-    from .model_io import lavis_eos_token_ids, load_bundle_for_eval
+    from .model_io import bundle_for_run, lavis_eos_token_ids
     from .settings import settings_from_args
 
     process = current_process()
-    bundle = load_bundle_for_eval(
-        args.model,
-        stage1=False,
-        tokenizer=args.tokenizer,
-        image_size=args.image_size,
-        load_model_path=args.load_model_path,
-    )
+    bundle = bundle_for_run(args, stage1=False)
     model, tokenizer, processor = bundle.model, bundle.tokenizer, bundle.image_processor
     eos = lavis_eos_token_ids(model, tokenizer)
     settings = settings_from_args(args).for_model(spec.task, model.config.llm_type, eos)

@@ -8,6 +8,18 @@ from typing import Any
 from .json_files import EvalInputError
 
 
+def bundle_for_run(args: Any, *, stage1: bool) -> Any:
+    """The bundle a model-running subcommand's arguments name (``--model``, ``--tokenizer``, ``--image_size``,
+    ``--load_model_path``)."""
+    return load_bundle_for_eval(
+        args.model,
+        stage1=stage1,
+        tokenizer=args.tokenizer,
+        image_size=args.image_size,
+        load_model_path=args.load_model_path,
+    )
+
+
 def load_bundle_for_eval(
     name_or_path: str,
     *,

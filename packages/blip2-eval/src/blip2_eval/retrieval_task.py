@@ -202,19 +202,13 @@ def top_k_arrays(records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_retrieval(args: argparse.Namespace, spec: EvalDataset, dataset: Any, files: list[str]) -> int:
-    from .model_io import load_bundle_for_eval
+    from .model_io import bundle_for_run
     from .retrieval_score import dense_scores, retrieval_metrics
 
     process = current_process()
     if args.limit:
         dataset.samples, dataset.origins = dataset.samples[: args.limit], dataset.origins[: args.limit]
-    bundle = load_bundle_for_eval(
-        args.model,
-        stage1=True,
-        tokenizer=args.tokenizer,
-        image_size=args.image_size,
-        load_model_path=args.load_model_path,
-    )
+    bundle = bundle_for_run(args, stage1=True)
     model, tokenizer, processor = bundle.model, bundle.tokenizer, bundle.image_processor
     output_dir = Path(args.output_dir)
     pin_settings(

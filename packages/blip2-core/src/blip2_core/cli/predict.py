@@ -227,16 +227,25 @@ def _progress(args: argparse.Namespace, total: int, initial: int = 0) -> Any:
     )
 
 
-def _run_to_stdout(args: argparse.Namespace, sources: list[str]) -> int:
+def _checked_predictor(args: argparse.Namespace) -> tuple[Any, int]:
+    """The loaded model, or None and the exit status once the reason is printed (1: it cannot load; 2: the
+    settings do not fit it)."""
     try:
         predictor = _load(args)
     except (OSError, ValueError) as error:
         print(f"blip2-predict: {error_message(error)}", file=sys.stderr)
-        return 1
+        return None, 1
     problem = _settings_problem(args, predictor)
     if problem:
         print(f"blip2-predict: {problem}", file=sys.stderr)
-        return 2
+        return None, 2
+    return predictor, 0
+
+
+def _run_to_stdout(args: argparse.Namespace, sources: list[str]) -> int:
+    predictor, status = _checked_predictor(args)
+    if predictor is None:
+        return status
     failed = 0
     with _progress(args, len(sources)) as bar:
         for rows in _rows(args, predictor, sources):
@@ -273,15 +282,9 @@ def _run_to_file(args: argparse.Namespace, sources: list[str]) -> int:
         pending = [source for source in sources if source not in output.done]
         skipped = len(sources) - len(pending)
         if pending:
-            try:
-                predictor = _load(args)
-            except (OSError, ValueError) as error:
-                print(f"blip2-predict: {error_message(error)}", file=sys.stderr)
-                return 1
-            problem = _settings_problem(args, predictor)
-            if problem:
-                print(f"blip2-predict: {problem}", file=sys.stderr)
-                return 2
+            predictor, status = _checked_predictor(args)
+            if predictor is None:
+                return status
             try:
                 with _progress(args, len(sources), skipped) as bar:
                     for rows in _rows(args, predictor, pending):
