@@ -69,9 +69,24 @@ def test_lavis_checkpoint_returns_the_inner_model_state_dict():
     np.testing.assert_array_equal(state["vision.bf16"], EXPECTED_TORCH["state/bf16.weight"])
 
 
-def test_legacy_torch_file_asks_for_a_resave():
+def test_legacy_torch_file_asks_for_a_resave(monkeypatch):
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the head of an untrusted file was unpickled")
+
+    monkeypatch.setattr(pickle, "loads", refuse)  # recognised by its bytes, never by unpickling them
     with pytest.raises(CheckpointError, match=r"legacy .*Re-save it with a recent torch"):
         read_state_dict(FIXTURES / "legacy.pth", trust_pickle=True)
+
+
+def test_a_crafted_file_head_is_not_run(tmp_path):
+    ran = tmp_path / "ran"
+    crafted = tmp_path / "crafted.pth"  # a pickle head calling os.system, not a zip
+    crafted.write_bytes(b"\x80\x02cos\nsystem\n(Vtouch " + str(ran).encode() + b"\ntR.")
+    with pytest.raises(CheckpointError, match="not a torch zip checkpoint"):
+        read_state_dict(crafted, trust_pickle=True)
+    assert not ran.exists()
 
 
 @pytest.mark.parametrize("name", ["torch_state.pth", "torch_module.bin", "paddle_state.pdparams"])

@@ -203,11 +203,8 @@ def read_torch(path: Path) -> dict[str, np.ndarray]:
 def _legacy_torch_message(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(16)
-    legacy = False
-    try:
-        legacy = head[:2] == b"\x80\x02" and pickle.loads(head[: head.index(b".") + 1]) == _TORCH_LEGACY_MAGIC
-    except Exception:  # not a pickle at all: the message below still applies
-        pass
+    # compared as bytes: even 16 bytes of an untrusted file are never unpickled
+    legacy = head.startswith(pickle.dumps(_TORCH_LEGACY_MAGIC, protocol=2))
     what = "a legacy (pre-1.6, non-zip) torch checkpoint" if legacy else "not a torch zip checkpoint"
     return (
         f"{path} is {what}. Re-save it with a recent torch: "
