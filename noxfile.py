@@ -102,41 +102,30 @@ def reference_python(session: nox.Session) -> str:
     return python
 
 
-TRAINING_SIZES = ("tiny", "vitg-opt125m")  # the training bench (with OPT-2.7b: not measured, minutes per step)
-
-
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Image encoding (img/s), captioning (captions/s) and peak RSS: ours vs HF transformers, fp32 and bf16, same
-    config and weights; each run in a process of its own (for its peak RSS), the sides back to back.
+    """Image encoding (img/s), captioning (captions/s), peak RSS and load time: ours vs HF transformers, fp32 and
+    bf16, same config and weights; and one stage-2 training step (HF, ours, ours from the feature cache).
 
-    nox -s bench                       tiny and ViT-g + OPT-125m shapes, and one stage-2 training step at both
-                                       (frozen ViT and LLM, batch as the column says): HF, ours, ours from the
-                                       feature cache
-    nox -s bench -- vitg-opt2.7b       the real ViT-g + OPT-2.7b shape (a 15 GB checkpoint, ~8 minutes)
+    Every timed run waits for a quiet machine (1-minute load under 0.3, none of our tools running), HF and ours
+    alternate over 3 rounds, each run records the CPU other processes took meanwhile (tools/bench/rounds.py), and
+    the table gives medians with their range; a ratio with a noisy run in it is marked unreliable, not printed.
+
+    nox -s bench                          tiny and ViT-g + OPT-125m shapes
+    nox -s bench -- vitg-opt2.7b          the real ViT-g + OPT-2.7b shape (a 15 GB checkpoint)
+    BLIP2_BENCH_ROUNDS=5 BLIP2_BENCH_QUIET_LOAD=0.3 nox -s bench
     """
     sizes = session.posargs or ["tiny", "vitg-opt125m"]
     install_editable(session, existing_packages())
     python = reference_python(session)
     work = Path(session.create_tmp()) / "bench"
-    # our compiled bf16 image encoders are cached here between runs, as $BLIP2_HOME/compiled is for users
-    env = {"BLIP2_HOME": str(work / "blip2-home")}
-    reference, ours = str(ROOT / "tools/bench/reference.py"), str(ROOT / "tools/bench/ours.py")
-    for size in sizes:
-        common = ["--size", size, "--work", str(work)]
-        session.run(python, reference, *common, "--prepare", external=True)
-        session.run("python", ours, *common, "--dtype", "bfloat16", "--prepare", env=env)  # the one-time export
-        for dtype in ("float32", "bfloat16"):
-            session.run(python, reference, *common, "--dtype", dtype, external=True, success_codes=[0, 1])
-            session.run("python", ours, *common, "--dtype", dtype, env=env, success_codes=[0, 1])
-        if size in TRAINING_SIZES:  # one stage-2 training step: HF, ours, ours from the feature cache
-            train_reference, train_ours = (
-                str(ROOT / "tools/bench/train_reference.py"),
-                str(ROOT / "tools/bench/train_ours.py"),
-            )
-            session.run(python, train_reference, *common, external=True, success_codes=[0, 1])
-            session.run("python", train_ours, *common, success_codes=[0, 1])
-            session.run("python", train_ours, *common, "--feature_cache", success_codes=[0, 1])
+    for size in sizes:  # each run's old results go: a failed run shows as failed, not as the last one
+        for old in (work / size).glob("*.json"):
+            old.unlink()
+    rounds = os.environ.get("BLIP2_BENCH_ROUNDS", "3")
+    quiet = os.environ.get("BLIP2_BENCH_QUIET_LOAD", "0.3")
+    session.run("python", str(ROOT / "tools/bench/run_rounds.py"), "--reference-python", python, "--work", str(work),
+                "--sizes", *sizes, "--rounds", rounds, "--quiet-load", quiet)  # fmt: skip
     session.run("python", str(ROOT / "tools/bench/compare.py"), str(work), *sizes)
 
 

@@ -8,6 +8,8 @@ import platform
 import sys
 from pathlib import Path
 
+from rounds import spread
+
 RUNS = [("reference", "float32", "HF fp32"), ("reference", "bfloat16", "HF bf16"),
         ("ours", "float32", "ours fp32"), ("ours", "bfloat16", "ours bf16")]  # fmt: skip
 METRICS = [("images_per_s", "img/s"), ("captions_per_s", "captions/s"), ("peak_rss_mb", "peak RSS MB"),
@@ -31,62 +33,64 @@ def cpu_description() -> str:
     return f"{model}, {os.cpu_count()} CPUs, bf16: {', '.join(bf16) or 'none (emulated)'}"
 
 
+def load_rounds(folder: Path, name: str) -> list[dict]:
+    """Every round's result of one run (``{name}-r{N}.json``, written by run_rounds.py), in round order."""
+    files = sorted(folder.glob(f"{name}-r*.json"), key=lambda p: int(p.stem.rsplit("-r", 1)[1]))
+    return [json.loads(file.read_text()) for file in files]
+
+
+def figure(runs: list[dict], key: str) -> str:
+    """Median [range] of ``key`` over the successful rounds, with the count of rounds that ran unreliably."""
+    good = [run[key] for run in runs if key in run]
+    noisy = sum(1 for run in runs if key in run and not run["run"]["reliable"])
+    return spread(good) + (f" ({noisy} noisy)" if noisy else "")
+
+
+def ratio(tops: list[dict], bottoms: list[dict], key: str) -> str:
+    """The ratio round by round (the two sides of one round ran minutes apart), as median [range]; not printed
+    as a result when a run of either side had other processes take CPU."""
+    pairs = [(t, b) for t, b in zip(tops, bottoms) if key in t and key in b]
+    if not pairs:
+        return "n/a"
+    if not all(t["run"]["reliable"] and b["run"]["reliable"] for t, b in pairs):
+        taken = max(max(t["run"]["others_share"], b["run"]["others_share"]) for t, b in pairs)
+        return f"unreliable (other processes took up to {taken:.2f} cores during a run)"
+    return spread([t[key] / b[key] for t, b in pairs])
+
+
 def main() -> None:
     work, sizes = Path(sys.argv[1]), sys.argv[2:]
     print(f"CPU: {cpu_description()}")
     for size in sizes:
-        runs = {}
-        for side, dtype, label in RUNS:
-            file = work / size / f"{side}-{dtype}.json"
-            runs[label] = json.loads(file.read_text()) if file.exists() else None
-        done = {label: run for label, run in runs.items() if run}
-        threads = sorted({run["threads"] for run in done.values()})
-        loads = ", ".join(f"{label} {run['load_1m']:.1f}" for label, run in done.items())
-        print(f"\n{size}: threads {threads}; 1-minute load average at the end of each run: {loads}")
-        print(f"  {'':<12}" + "".join(f"{label:>11}" for _, _, label in RUNS))
+        runs = {label: load_rounds(work / size, f"{side}-{dtype}") for side, dtype, label in RUNS}
+        done = [run for rounds in runs.values() for run in rounds if "run" in run]
+        if not done:
+            continue
+        loads = [run["run"]["load_before"] for run in done] + [run["run"]["load_after"] for run in done]
+        print(f"\n{size}: {len(next(iter(runs.values())))} rounds, threads {sorted({r.get('threads') for r in done})}; "
+              f"1-minute load before/after runs {min(loads):.2f}-{max(loads):.2f}; median [range] per figure")  # fmt: skip
         for key, name in METRICS:
-            cells = [f"{runs[label][key]:>11.3f}" if runs[label] else f"{'failed':>11}" for _, _, label in RUNS]
-            print(f"  {name:<12}" + "".join(cells))
+            print(f"  {name:<12} " + " | ".join(f"{label} {figure(runs[label], key)}" for _, _, label in RUNS))
         for top, bottom in RATIOS:
-            if runs[top] and runs[bottom]:
-                ratios = (
-                    ", ".join(f"{name} {runs[top][key] / runs[bottom][key]:.2f}" for key, name in METRICS[:2])
-                    + f", peak RSS {runs[top]['peak_rss_mb'] / runs[bottom]['peak_rss_mb']:.2f}"
-                    + f", load time {runs[top]['load_s'] / runs[bottom]['load_s']:.2f}"
-                )
-                print(f"  {top + ' / ' + bottom:<22} {ratios}")
-    example = next((run for run in done.values()), {})
-    print(
-        f"(captions: greedy, {example.get('new_tokens', '?')} new tokens each, image encoding included; "
-        f"ours bf16: {runs['ours bf16']['runtime'] if runs.get('ours bf16') else 'n/a'})"
-    )
+            cells = ", ".join(f"{name} {ratio(runs[top], runs[bottom], key)}" for key, name in METRICS)
+            print(f"  {top + ' / ' + bottom:<22} {cells}")
 
 
 TRAINING_RUNS = [("train-reference", "HF"), ("train-ours", "ours"), ("train-ours-cache", "ours, cache")]
 
 
 def training_table(work: Path, sizes: list[str]) -> None:
-    """One stage-2 training step (tools/bench/train_*.py): samples/s and the ratios, the losses beside them."""
+    """One stage-2 training step (tools/bench/train_*.py): samples/s and the ratios over the rounds."""
     for size in sizes:
-        runs = {}
-        for side, label in TRAINING_RUNS:
-            file = work / size / f"{side}-float32.json"
-            runs[label] = json.loads(file.read_text()) if file.exists() else None
-        done = {label: run for label, run in runs.items() if run}
-        if not done:
+        runs = {label: load_rounds(work / size, f"{side}-float32") for side, label in TRAINING_RUNS}
+        if not any(runs.values()):
             continue
-        example = next(iter(done.values()))
-        loads = ", ".join(f"{label} {run['load_1m']:.1f}" for label, run in done.items())
-        print(f"\n{size} training, batch {example['batch']}, fp32: {example['step']}; load average: {loads}")
-        print(f"  {'':<14}" + "".join(f"{label:>13}" for _, label in TRAINING_RUNS))
-        for key, name, fmt in (("samples_per_s", "samples/s", ".3f"), ("seconds_per_step", "s/step", ".2f"),
-                               ("eval_loss", "loss (eval)", ".5f"), ("peak_rss_mb", "peak RSS MB", ".0f")):  # fmt: skip
-            print(
-                f"  {name:<14}" + "".join(f"{run[key]:>13{fmt}}" if run else f"{'failed':>13}" for run in runs.values())
-            )
+        print(f"\n{size} training, one stage-2 step, fp32; median [range] over rounds")
+        for key, name in (("samples_per_s", "samples/s"), ("seconds_per_step", "s/step"),
+                          ("peak_rss_mb", "peak RSS MB")):  # fmt: skip
+            print(f"  {name:<14} " + " | ".join(f"{label} {figure(rounds, key)}" for label, rounds in runs.items()))
         for top, bottom in (("ours", "HF"), ("ours, cache", "HF"), ("ours, cache", "ours")):
-            if runs[top] and runs[bottom]:
-                print(f"  {top + ' / ' + bottom:<20} {runs[top]['samples_per_s'] / runs[bottom]['samples_per_s']:.2f}x")
+            print(f"  {top + ' / ' + bottom:<20} {ratio(runs[top], runs[bottom], 'samples_per_s')}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,61 @@
+"""Run the benchmark in rounds: HF and ours alternate (each round starts with the other side), every timed run
+waits for a quiet machine and records what else ran (rounds.py); the result of each run is kept per round.
+
+python tools/bench/run_rounds.py --reference-python VENV/bin/python --work DIR --sizes tiny vitg-opt125m
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from rounds import attach, measured_run  # noqa: E402
+
+HERE = Path(__file__).parent
+TRAINING_SIZES = ("tiny", "vitg-opt125m")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference-python", required=True, help="the venv with torch + transformers")
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "vitg-opt125m"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quiet-load", type=float, default=0.3, help="1-minute load average to wait for")
+    parser.add_argument("--quiet-timeout", type=float, default=1800.0, help="seconds to wait, then run marked")
+    args = parser.parse_args()
+    env = {**os.environ, "BLIP2_HOME": str(args.work / "blip2-home")}  # ours' compiled bf16 encoders cached here
+    ours, reference = sys.executable, args.reference_python
+    for size in args.sizes:
+        common = ["--size", size, "--work", str(args.work)]
+        # untimed: the files every run loads, and our one-time bf16 export
+        for command in ([reference, str(HERE / "reference.py"), *common, "--prepare"],
+                        [ours, str(HERE / "ours.py"), *common, "--dtype", "bfloat16", "--prepare"]):  # fmt: skip
+            measured_run(command, env, threshold=float("inf"), timeout=0)
+        for round_number in range(args.rounds):
+            sides = [("reference", reference, "reference.py"), ("ours", ours, "ours.py")]
+            if round_number % 2:
+                sides.reverse()  # each side goes first in every other round
+            for dtype in ("float32", "bfloat16"):
+                for side, python, script in sides:
+                    command = [python, str(HERE / script), *common, "--dtype", dtype]
+                    record = measured_run(command, env, args.quiet_load, args.quiet_timeout)
+                    attach(args.work / size / f"{side}-{dtype}.json", record, round_number)
+            if size not in TRAINING_SIZES:
+                continue
+            training = [("train-reference", [reference, str(HERE / "train_reference.py")]),
+                        ("train-ours", [ours, str(HERE / "train_ours.py")]),
+                        ("train-ours-cache", [ours, str(HERE / "train_ours.py"), "--feature_cache"])]  # fmt: skip
+            if round_number % 2:
+                training.reverse()
+            for side, command in training:
+                record = measured_run([*command, *common], env, args.quiet_load, args.quiet_timeout)
+                attach(args.work / size / f"{side}-float32.json", record, round_number)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
