@@ -7,7 +7,14 @@ import pytest
 
 import blip2_data
 
-NEEDS_PADDLE = ["Blip2DataLoader", "Blip2Dataset", "ConcatDataset", "concat_datasets", "load_dataset"]
+NEEDS_PADDLE = [
+    "Blip2DataLoader",
+    "Blip2Dataset",
+    "Blip2WebDataset",
+    "ConcatDataset",
+    "concat_datasets",
+    "load_dataset",
+]
 # The rest must work where paddle is missing or slow to import: blip2-core's downloader, the CLIs' --help.
 PADDLE_FREE = sorted(set(blip2_data.__all__) - set(NEEDS_PADDLE))
 

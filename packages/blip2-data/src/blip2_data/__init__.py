@@ -1,9 +1,10 @@
-"""BLIP-2 data: COCO / VG / VQAv2 / custom datasets, image and text processors, collators, data loading.
+"""BLIP-2 data: COCO / VG / VQAv2 / custom datasets, webdataset tar shards, image and text processors,
+collators, data loading.
 
 Each name loads its module on first use, so ``import blip2_data`` imports neither paddle nor numpy. Only the
-datasets (``Blip2Dataset``, ``ConcatDataset``, ``concat_datasets``, ``load_dataset``) and ``Blip2DataLoader`` need
-paddle; without it they raise a ModuleNotFoundError saying what to install. The downloader, the processors,
-the collator and the errors work without paddle.
+datasets (``Blip2Dataset``, ``ConcatDataset``, ``concat_datasets``, ``load_dataset``, ``Blip2WebDataset``) and
+``Blip2DataLoader`` need paddle; without it they raise a ModuleNotFoundError saying what to install. The
+downloader, the processors, the collator and the errors work without paddle.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "Blip2Collator",
     "Blip2DataLoader",
     "Blip2Dataset",
+    "Blip2WebDataset",
     "CAPTION_EVAL_IMAGE_SIZE",
     "CAPTION_PROMPT",
     "CLIP_MEAN",
@@ -35,10 +37,12 @@ __all__ = [
     "TextProcessor",
     "VQA_EVAL_IMAGE_SIZE",
     "VQA_PROMPT",
+    "WebDatasetSource",
     "apply_prompt",
     "blip2_home",
     "concat_datasets",
     "download_file",
+    "expand_shards",
     "is_offline",
     "is_retryable",
     "load_dataset",
@@ -47,6 +51,7 @@ __all__ = [
     "pre_caption",
     "pre_question",
     "prepare_dataset",
+    "write_shards",
 ]
 
 # Public name → the module that defines it (imported on first use of one of its names).
@@ -79,6 +84,10 @@ _SOURCES = {
     "load_dataset": ".load",
     "Blip2DataLoader": ".loader",
     "prepare_dataset": ".prepare",
+    "write_shards": ".make_shards",
+    "expand_shards": ".shards",
+    "WebDatasetSource": ".webdataset_source",
+    "Blip2WebDataset": ".webdataset_dataset",
     "CAPTION_PROMPT": ".text",
     "VQA_PROMPT": ".text",
     "TextProcessor": ".text",
@@ -105,8 +114,12 @@ if TYPE_CHECKING:  # for type checkers and editors, which do not run __getattr__
     )
     from .load import load_dataset
     from .loader import Blip2DataLoader
+    from .make_shards import write_shards
     from .prepare import prepare_dataset
+    from .shards import expand_shards
     from .text import CAPTION_PROMPT, VQA_PROMPT, TextProcessor, apply_prompt, pre_caption, pre_question
+    from .webdataset_dataset import Blip2WebDataset
+    from .webdataset_source import WebDatasetSource
 
 __getattr__ = lazy_module_getattr(__name__, _SOURCES)
 

@@ -54,6 +54,7 @@ def load_dataset(
     cache_dir: str | os.PathLike | None = None,
     checksums: Mapping[str, str] | None = None,
     progress: bool = True,
+    **webdataset_options: Any,
 ) -> list[Blip2Dataset]:
     """One dataset per ``data_files`` entry ``[image_root, annotation_json, split]`` (PaddleMIX's convention).
 
@@ -62,10 +63,30 @@ def load_dataset(
     (default ``["train"]``) into ``cache_dir`` (default ``$BLIP2_HOME/datasets/<coco|vg>``).
     ``skip_bad_samples``: malformed rows are skipped at load time and bad images at iteration time, each
     counted and reported, instead of raising. ``check_images`` stats every image now instead of on first use.
+
+    ``webdataset``: ``data_files`` are tar shards (paths, brace patterns ``shards/{00000..00099}.tar`` or
+    folders); returns ``[Blip2WebDataset]``, a paddle IterableDataset of the train split. ``webdataset_options``
+    go to it (``captions``, ``shuffle``, ``shuffle_buffer``, ``shuffle_shards``, ``seed``, ``rank``,
+    ``world_size``, ``num_workers``, ``track_yielded``; see :mod:`blip2_data.webdataset_source`).
     """
     name = ALIASES.get(name, name)
+    if name == "webdataset":
+        return [
+            load_webdataset(
+                data_files,
+                splits,
+                image_processor=image_processor,
+                text_processor=text_processor,
+                skip_bad_samples=skip_bad_samples,
+                **webdataset_options,
+            )
+        ]
+    if webdataset_options:
+        raise DatasetError(f"{name}: unknown options {sorted(webdataset_options)} (they are webdataset's)")
     if name not in DATASET_KINDS:
-        raise DatasetError(f"unknown dataset {name!r}; known: {sorted(DATASET_KINDS)} (and aliases {sorted(ALIASES)})")
+        raise DatasetError(
+            f"unknown dataset {name!r}; known: {sorted([*DATASET_KINDS, 'webdataset'])} (and aliases {sorted(ALIASES)})"
+        )
     if splits is not None:
         bad = [s for s in splits if s not in SPLITS]
         if bad:
@@ -107,6 +128,20 @@ def load_dataset(
             dataset.check_images()
         datasets.append(dataset)
     return datasets
+
+
+def load_webdataset(data_files: Any, splits: Sequence[str] | None, **options: Any) -> Any:
+    """The ``webdataset`` entry of load_dataset: shards of a train split, streamed."""
+    from .webdataset_dataset import Blip2WebDataset
+
+    if not data_files:
+        raise DatasetError("webdataset has nothing to download: pass data_files=['shards/{00000..00099}.tar']")
+    if splits is not None and list(splits) != ["train"]:
+        raise DatasetError(f"webdataset shards are a train split (pre-training data), asked for {list(splits)}")
+    patterns = [data_files] if isinstance(data_files, (str, os.PathLike)) else list(data_files)
+    if not all(isinstance(p, (str, os.PathLike)) for p in patterns):
+        raise DatasetError(f"webdataset data_files are shard paths or patterns, got {data_files!r:.120}")
+    return Blip2WebDataset(patterns, **options)
 
 
 def build_eval_split(

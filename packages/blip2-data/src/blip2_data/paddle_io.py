@@ -18,6 +18,6 @@ except ModuleNotFoundError as error:
         name="paddle",
     ) from None
 
-from paddle.io import BatchSampler, DataLoader, Dataset
+from paddle.io import BatchSampler, DataLoader, Dataset, IterableDataset
 
-__all__ = ["BatchSampler", "DataLoader", "Dataset"]
+__all__ = ["BatchSampler", "DataLoader", "Dataset", "IterableDataset"]
