@@ -14,6 +14,7 @@ RUNS = [("reference", "float32", "HF fp32"), ("reference", "bfloat16", "HF bf16"
         ("ours", "float32", "ours fp32"), ("ours", "bfloat16", "ours bf16")]  # fmt: skip
 METRICS = [("images_per_s", "img/s"), ("captions_per_s", "captions/s"), ("peak_rss_mb", "peak RSS MB"),
            ("load_s", "load s")]  # fmt: skip
+UNTIMED = ("peak_rss_mb",)
 RATIOS = [("ours fp32", "HF fp32"), ("ours bf16", "HF bf16"), ("ours bf16", "HF fp32"),
           ("ours bf16", "ours fp32"), ("HF bf16", "HF fp32")]  # fmt: skip
 
@@ -40,9 +41,9 @@ def load_rounds(folder: Path, name: str) -> list[dict]:
 
 
 def figure(runs: list[dict], key: str) -> str:
-    """Median [range] of ``key`` over the successful rounds, with the count of rounds that ran unreliably."""
+    """Median [range] of ``key`` over the successful rounds, with the count of timed rounds that ran noisy."""
     good = [run[key] for run in runs if key in run]
-    noisy = sum(1 for run in runs if key in run and not run["run"]["reliable"])
+    noisy = 0 if key in UNTIMED else sum(1 for run in runs if key in run and not run["run"]["reliable"])
     return spread(good) + (f" ({noisy} noisy)" if noisy else "")
 
 
@@ -52,6 +53,8 @@ def ratio(tops: list[dict], bottoms: list[dict], key: str) -> str:
     pairs = [(t, b) for t, b in zip(tops, bottoms) if key in t and key in b]
     if not pairs:
         return "n/a"
+    if key in UNTIMED:  # memory: other processes cannot change a run's own peak RSS
+        return spread([t[key] / b[key] for t, b in pairs])
     if not all(t["run"]["reliable"] and b["run"]["reliable"] for t, b in pairs):
         taken = max(max(t["run"]["others_share"], b["run"]["others_share"]) for t, b in pairs)
         return f"unreliable (other processes took up to {taken:.2f} cores during a run)"
