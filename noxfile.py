@@ -111,11 +111,11 @@ def bench(session: nox.Session) -> None:
     alternate over 3 rounds, each run records the CPU other processes took meanwhile (tools/bench/rounds.py), and
     the table gives medians with their range; a ratio with a noisy run in it is marked unreliable, not printed.
 
-    nox -s bench                          tiny and ViT-g + OPT-125m shapes
+    nox -s bench                          tiny and ViT-g + OPT-125m shapes, and data loading (folder vs shards)
     nox -s bench -- vitg-opt2.7b          the real ViT-g + OPT-2.7b shape (a 15 GB checkpoint)
     BLIP2_BENCH_ROUNDS=5 BLIP2_BENCH_QUIET_LOAD=0.3 BLIP2_BENCH_QUIET_TIMEOUT=1800 nox -s bench
     """
-    sizes = session.posargs or ["tiny", "vitg-opt125m"]
+    sizes = session.posargs or ["tiny", "vitg-opt125m", "data"]
     install_editable(session, existing_packages())
     python = reference_python(session)
     work = Path(session.create_tmp()) / "bench"

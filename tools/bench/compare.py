@@ -96,6 +96,23 @@ def training_table(work: Path, sizes: list[str]) -> None:
             print(f"  {top + ' / ' + bottom:<20} {ratio(runs[top], runs[bottom], 'samples_per_s')}")
 
 
+def data_table(work: Path, sizes: list[str]) -> None:
+    """Decoding + training preprocessing per DataLoader worker (tools/bench/data_loading.py), and the workers a
+    GPU needs to keep up with the paper's runs."""
+    runs = load_rounds(work / "data", "loading") if "data" in sizes else []
+    if not runs:
+        return
+    example = runs[0]
+    print(f"\ndata loading, {example['images']} JPEGs of {example['image_size']} to 224 px (training transform), "
+          f"one worker; median [range] over rounds")  # fmt: skip
+    for key, name in (("folder_images_per_s", "JSON + folder img/s"), ("shards_images_per_s", "tar shards img/s")):
+        print(f"  {name:<22} {figure(runs, key)}")
+    for stage in example["workers_per_gpu"]:
+        need = {kind: [run["workers_per_gpu"][stage][kind] for run in runs] for kind in ("folder", "shards")}
+        print(f"  workers per A100, {stage}: folder {spread(need['folder'])}, shards {spread(need['shards'])}")
+
+
 if __name__ == "__main__":
     main()
     training_table(Path(sys.argv[1]), sys.argv[2:])
+    data_table(Path(sys.argv[1]), sys.argv[2:])

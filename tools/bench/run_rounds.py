@@ -22,14 +22,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference-python", required=True, help="the venv with torch + transformers")
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "vitg-opt125m"])
+    parser.add_argument(
+        "--sizes", nargs="+", default=["tiny", "vitg-opt125m", "data"], help="model shapes, and data: data loading"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quiet-load", type=float, default=0.3, help="1-minute load average to wait for")
     parser.add_argument("--quiet-timeout", type=float, default=1800.0, help="seconds to wait, then run marked")
     args = parser.parse_args()
     env = {**os.environ, "BLIP2_HOME": str(args.work / "blip2-home")}  # ours' compiled bf16 encoders cached here
     ours, reference = sys.executable, args.reference_python
-    for size in args.sizes:
+    for size in [s for s in args.sizes if s != "data"]:
         common = ["--size", size, "--work", str(args.work)]
         # untimed: the files every run loads, and our one-time bf16 export
         for command in ([reference, str(HERE / "reference.py"), *common, "--prepare"],
@@ -54,6 +56,11 @@ def main() -> int:
             for side, command in training:
                 record = measured_run([*command, *common], env, args.quiet_load, args.quiet_timeout)
                 attach(args.work / size / f"{side}-float32.json", record, round_number)
+    if "data" in args.sizes:  # decoding + preprocessing per worker: JSON + folder against tar shards
+        for round_number in range(args.rounds):
+            command = [ours, str(HERE / "data_loading.py"), "--work", str(args.work)]
+            record = measured_run(command, env, args.quiet_load, args.quiet_timeout)
+            attach(args.work / "data" / "loading.json", record, round_number)
     return 0
 
 
