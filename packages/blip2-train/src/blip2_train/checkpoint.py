@@ -83,25 +83,18 @@ def load_weights(model: nn.Layer, path: str | os.PathLike, require_all_trainable
     ``require_all_trainable`` (resume) every weight must also be the model's, otherwise weights the model lacks
     (a stage-1 model's heads given to stage 2) are skipped with a warning. Returns the names loaded; a shape
     mismatch is an error naming the file."""
-    from blip2_core.loading.pretrained import read_model_weights
-    from blip2_qformer import assign_weights
+    from blip2_core.loading.pretrained import load_weights_over
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint file or directory there")
-    stage1 = not hasattr(model, "language_model")
-    weights = read_model_weights(path, model.config, stage1=stage1, layout="native" if require_all_trainable else None)
-    given = len(weights)
-    report = assign_weights(model, weights, str(path), consume=True)
+    loaded, report = load_weights_over(model, path, layout="native" if require_all_trainable else None)
     if report.unexpected and require_all_trainable:
         raise ValueError(f"{path}: weights the model does not have: {report.unexpected[:8]}")
     if report.unexpected:
         logger.warning(
             "%s: %d weights the model does not have, skipped: %s", path, len(report.unexpected), report.unexpected[:8]
         )
-    loaded = sorted(set(model.state_dict()) - set(report.missing))
-    if not loaded:
-        raise ValueError(f"{path}: none of its {given} weights is one of this model's: is it a model of another kind?")
     missing = sorted(set(trainable_state_dict(model)) & set(report.missing))
     if missing:
         raise ValueError(

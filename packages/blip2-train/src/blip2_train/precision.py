@@ -44,14 +44,11 @@ def part_dtypes(model: Any, half: str | None) -> dict[str, str]:
 
 
 def apply_part_dtypes(model: Any, dtypes: dict[str, str]) -> None:
-    """Cast the frozen parts ``part_dtypes`` put in half precision (the ViT's LayerNorms stay float32) and log
-    every part's dtype."""
-    from paddle import nn
-
-    from blip2_eva_vit import cast_floating_point
+    """Cast the frozen parts ``part_dtypes`` put in half precision (blip2-core's rule: the ViT's LayerNorms stay
+    float32) and log every part's dtype."""
+    from blip2_core.loading.precision import cast_part
 
     for name, dtype in dtypes.items():
         if dtype != "float32":
-            keep = (nn.LayerNorm,) if name == "vision_model" else ()
-            cast_floating_point(getattr(model, name), dtype, keep)
+            cast_part(model, name, dtype)
     logger.info("precision: %s", ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items()))

@@ -87,24 +87,13 @@ def load_bundle(
     )
 
 
-def image_processor_for(model: Any, name_or_path: str | os.PathLike, image_size: int | None = None) -> Any:
-    """The evaluation transform: the model directory's preprocessor_config.json, else CLIP's at the model's size;
-    ``image_size`` overrides the size (and then the saved preprocessing is not read)."""
+def image_processor_for(model: Any, directory: str | os.PathLike, image_size: int | None = None) -> Any:
+    """The evaluation transform: ``directory``'s preprocessor_config.json (a model loaded from a folder), else CLIP's
+    at the model's size; ``image_size`` overrides the size (and then the saved preprocessing is not read)."""
     from blip2_data import ImageProcessor, ImageProcessorConfig
 
-    directory = model_directory(name_or_path)
-    if image_size is None and directory is not None and (directory / "preprocessor_config.json").is_file():
-        return ImageProcessor.from_pretrained(directory, train=False)
+    config_file = Path(directory).expanduser() / "preprocessor_config.json"
+    if image_size is None and config_file.is_file():
+        return ImageProcessor.from_pretrained(config_file.parent, train=False)
     size = image_size or model.config.vision_config.image_size
     return ImageProcessor(ImageProcessorConfig(image_size=size), train=False)
-
-
-def model_directory(name_or_path: str | os.PathLike) -> Path | None:
-    """The local directory a model was loaded from (a known name's resolved folder too), else None."""
-    from .default_model import embedded_model_path
-
-    embedded = embedded_model_path(os.fspath(name_or_path))
-    if embedded is not None:
-        return embedded
-    path = Path(name_or_path).expanduser()
-    return path if path.is_dir() else None

@@ -44,8 +44,9 @@ class PrecisionPlan:
         if self.is_float32 or not self.on_gpu:
             return {}
         plan = {}
-        for name, (layer, keep) in _cast_groups(model).items():
-            for sub_name, sub in layer.named_sublayers(prefix=name, include_self=True):
+        for name in _half_parts(model):
+            keep = kept_float32(name)
+            for sub_name, sub in getattr(model, name).named_sublayers(prefix=name, include_self=True):
                 if isinstance(sub, keep):
                     continue
                 for param_name, param in sub.named_parameters(include_sublayers=False):
@@ -80,32 +81,32 @@ def compile_image_side(model: Any, plan: PrecisionPlan) -> None:
 def finish_cast(model: Any, plan: PrecisionPlan) -> None:
     """After loading on a GPU: buffers and anything the loader did not set, in the planned dtype."""
     if plan.on_gpu and not plan.is_float32:
-        for layer, keep in _cast_groups(model).values():
-            cast_floating_point(layer, plan.dtype, keep)
+        for name in _half_parts(model):
+            cast_part(model, name, plan.dtype)
 
 
-def cast(model: Any, dtype: str) -> Any:
-    """A loaded float32 model to ``dtype``, as loading with ``dtype=`` would have made it (see the module doc)."""
-    plan = plan_precision(dtype)
-    if plan.compile_image_side:
-        if not hasattr(model, "language_projection"):
-            logger.warning("bfloat16 on CPU is for Blip2ForConditionalGeneration's image encoder; keeping float32")
-            return model
-        compile_image_side(model, plan)
-    finish_cast(model, plan)
-    return model
-
-
-def _cast_groups(model: Any) -> dict[str, tuple[Any, tuple[type, ...]]]:
-    """What a GPU cast changes, by top-level name: the vision encoder but its LayerNorms, the LLM and the
-    projection; the Q-Former stays float32."""
+def kept_float32(part: str) -> tuple[type, ...]:
+    """The layer types of a model part that stay float32 when the part runs in half precision: the vision
+    encoder's LayerNorms (their statistics overflow in float16)."""
     from paddle import nn
 
-    groups = {"vision_model": (model.vision_model, (nn.LayerNorm,))}
-    if hasattr(model, "language_model"):
-        groups["language_model"] = (model.language_model, ())
-        groups["language_projection"] = (model.language_projection, ())
-    return groups
+    return (nn.LayerNorm,) if part == "vision_model" else ()
+
+
+def cast_part(model: Any, part: str, dtype: str) -> None:
+    """One top-level part of ``model`` (``vision_model``, ``language_model``, ...) to ``dtype``, but what
+    ``kept_float32`` keeps; what blip2-train also uses for its frozen parts."""
+    cast_floating_point(getattr(model, part), dtype, kept_float32(part))
+
+
+def _half_parts(model: Any) -> tuple[str, ...]:
+    """What a GPU half-precision load changes: the vision encoder, the LLM and the projection; the Q-Former stays
+    float32."""
+    return (
+        ("vision_model", "language_model", "language_projection")
+        if hasattr(model, "language_model")
+        else ("vision_model",)
+    )
 
 
 def running_dtype(model: Any) -> str:

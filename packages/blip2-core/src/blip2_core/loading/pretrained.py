@@ -387,16 +387,16 @@ def read_model_weights(
     return _fit_vision(weights, config)
 
 
-def load_weights_over(model: Any, path: str | os.PathLike) -> list[str]:
+def load_weights_over(model: Any, path: str | os.PathLike, layout: str | None = None) -> tuple[list[str], LoadReport]:
     """Set the weights ``path`` holds (any layout ``read_model_weights`` reads) over a loaded ``model``: PaddleMIX's
-    ``--load_model_path`` on its evaluation and prediction scripts. Returns the names set; a file that gives none of
+    ``--load_model_path`` on blip2-predict and blip2-eval, and blip2-train's ``--load_model_path`` and resume.
+    Returns the names set and the report (what the file lacked, what the model lacks); a file that gives none of
     the model's weights is an error (``ValueError``), as is a shape mismatch."""
     stage1 = not hasattr(model, "language_model")
-    weights = read_model_weights(path, model.config, stage1=stage1)
+    weights = read_model_weights(path, model.config, stage1=stage1, layout=layout)
     given = len(weights)
     report = assign_weights(model, weights, str(path), consume=True)
     loaded = sorted(set(model.state_dict()) - set(report.missing))
     if not loaded:
-        raise ValueError(f"{path}: none of its {given} weights is one of this model's")
-    model.eval()
-    return loaded
+        raise ValueError(f"{path}: none of its {given} weights is one of this model's: is it a model of another kind?")
+    return loaded, report
