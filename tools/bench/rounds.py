@@ -22,7 +22,7 @@ from pathlib import Path
 UNRELIABLE_SHARE = 0.1  # cores: more than a tenth of a core taken by other processes during a run
 # What counts as "ours" when waiting for a quiet machine: test runners, sessions, training and benchmark scripts.
 OUR_COMMANDS = ("pytest", "nox", "blip2-train", "blip2-eval", "blip2-predict", "blip2-serve", "tools/bench",
-                "tools/demo", "paddle.distributed.launch", "blip2_train")  # fmt: skip
+                "blip2-shapes", "paddle.distributed.launch", "blip2_train")  # fmt: skip
 
 
 @dataclass

@@ -1,31 +1,10 @@
-import importlib
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from tiny_checkpoints import copy_with_wordpiece_tokenizer
-
-DEMO = Path(__file__).resolve().parents[3] / "tools" / "demo"  # the default model's recipe: in a clone only
-
-
-@pytest.fixture(scope="session")
-def demo_module():
-    """Imports a module of tools/demo by name (they import one another by bare name, as the recipe runs them);
-    skips the test where this is not a clone of the repository."""
-    if not (DEMO / "recipe.py").is_file():
-        pytest.skip("needs the repository's tools/demo")
-
-    def load(name: str):
-        sys.path.insert(0, str(DEMO))
-        try:
-            return importlib.import_module(name)
-        finally:
-            sys.path.remove(str(DEMO))
-
-    return load
 
 
 # fixtures_dir is the same few lines in eva-vit, qformer and blip2-core: each package's tests run alone.

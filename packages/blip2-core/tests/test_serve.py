@@ -265,7 +265,7 @@ def test_a_model_error_fails_only_its_own_request(tiny_predictor, start_server):
 
 
 def test_a_vqa_model_beside_answers_the_questions_and_only_them(tiny_predictor, start_server):
-    # The default model's layout: captions from the stage-2 model, answers from its VQA model (default_model/vqa/).
+    # The default model's layout: captions from the stage-2 model, answers from its VQA model (blip2-shapes/vqa).
     captions, answers = Recorder(tiny_predictor), Recorder(tiny_predictor)
     url = start_server(create_app(captions, vqa_predictor=answers, max_batch_size=4, max_wait=0.0))
     image = jpeg(3)
@@ -321,13 +321,10 @@ def test_blip2_serve_says_which_extra_is_missing_and_that_a_model_is_needed(monk
     monkeypatch.delitem(sys.modules, "fastapi")
     from blip2_core.loading import default_model
 
-    monkeypatch.setattr(default_model, "_DIRECTORY", default_model._DIRECTORY / "absent")  # a wheel without it
+    monkeypatch.setattr(default_model, "model_files_directory", lambda: None)  # blip2-shapes not installed
     assert cli.main([]) == 2
     err = capsys.readouterr().err
-    assert (
-        "carries no embedded default model (a wheel built without it): pass --model" in err
-        and "blip2-predict --list-models" in err
-    )
+    assert "pip install blip2-shapes" in err and "or pass --model" in err and "blip2-predict --list-models" in err
 
 
 def test_blip2_serve_without_a_model_answers_with_the_default_vqa_model(monkeypatch):

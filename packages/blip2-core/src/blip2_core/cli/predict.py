@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ..inference.predictor import DEFAULT_CAPTION_PROMPT, GenerationSettings
-from ..loading.default_model import DEFAULT_MODEL_NAME, model_or_default
+from ..loading.default_model import DEFAULT_MODEL_NAME, INSTALL_HINT, model_or_default
 from .command_line import error_message, start_command_line_tool
 from .row_text import json_line, tsv_field
 
 NO_DEFAULT_MODEL = (
-    "this installation carries no embedded default model (a wheel built without it): pass --model NAME_OR_PATH "
+    f"the default model ({DEFAULT_MODEL_NAME}) is a package of its own and is not installed: {INSTALL_HINT}; "
+    "or pass --model NAME_OR_PATH "
     "(a directory, a checkpoint file, a Hub repo id or a known name: see blip2-predict --list-models)"
 )
 
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model_name_or_path",
         dest="model",
         metavar="NAME_OR_PATH",
-        help=f"model directory, checkpoint file, Hub repo id or known name (default: the embedded {DEFAULT_MODEL_NAME})",
+        help=f"model directory, checkpoint file, Hub repo id or known name (default: {DEFAULT_MODEL_NAME}, when installed)",
     )
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--prompt", help="text the caption continues, e.g. 'a photo of' (default: none)")

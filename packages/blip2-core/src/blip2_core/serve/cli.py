@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         metavar="NAME_OR_PATH",
-        help=f"model directory, checkpoint file, Hub repo id or known name (default: the embedded {DEFAULT_MODEL_NAME})",
+        help=f"model directory, checkpoint file, Hub repo id or known name (default: {DEFAULT_MODEL_NAME}, when installed)",
     )
     parser.add_argument("--llm", metavar="NAME_OR_PATH", help="the LLM, for a model whose config.json names none")
     parser.add_argument("--tokenizer", metavar="NAME_OR_PATH", help="the LLM's tokenizer files")
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"blip2-serve: {MISSING_EXTRA.format(names=', '.join(missing))}", file=sys.stderr)
         return 1
-    answers_from_default = not args.model  # the default model answers with its VQA model (default_model/vqa/)
+    answers_from_default = not args.model  # the default model answers with its VQA model (blip2-shapes/vqa)
     args.model = model_or_default(args.model)
     if not args.model:
         print(f"blip2-serve: {NO_DEFAULT_MODEL}", file=sys.stderr)

@@ -51,7 +51,7 @@ def write_model_card(directory: Path, record: dict) -> Path:
         "## Made by",
         "",
         "```bash",
-        "python3 -m nox -s demo-train     # tools/demo/recipe.py --profile full",
+        "blip2-shapes train --work WORK     # or: python3 -m nox -s demo-train",
         "```",
         "",
         f"- data: synthetic_shapes, seed 0, images per split {record['settings']['data']} (128 px JPEGs; 3 captions",
@@ -63,7 +63,7 @@ def write_model_card(directory: Path, record: dict) -> Path:
         f"shifted image (`pretrain_lm.py`; loss {record['lm']['first_loss']:.2f} -> "
         f"{record['lm']['last_loss']:.3f}), then frozen",
         "- vision: EVA-ViT, 64 px input, patch 8, position table started as sines and cosines; no pre-trained "
-        "encoder exists at this size, so it is pre-trained first (`tools/demo/pretrain_vit.py`, EVA-CLIP's stand-in) "
+        "encoder exists at this size, so it is pre-trained first (`blip2_shapes/recipe/pretrain_vit.py`, EVA-CLIP's stand-in) "
         f"{record['vit']['steps']} steps on the training images and {record['vit'].get('drawn_images', 0)} more drawn "
         "in memory (none of a val, test or shifted image) to name each group's colour, shape and count and the "
         "background, read from their captions "

@@ -1,4 +1,4 @@
-"""The demo's extra pre-training data (tools/demo): the LM's text-only scenes and the ViT's images drawn in memory
+"""The recipe's extra pre-training data (blip2_shapes.recipe): the LM's text-only scenes and the ViT's images drawn in memory
 come from the training distribution, are labelled as the dataset's files are, and never repeat a held-out image."""
 
 import random
@@ -7,8 +7,10 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def demo(demo_module):
-    return demo_module("pretrain_lm"), demo_module("pretrain_vit")
+def demo():
+    from blip2_shapes.recipe import pretrain_lm, pretrain_vit
+
+    return pretrain_lm, pretrain_vit
 
 
 def first_scene_captions(seed_name: str) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""The demo ViT's pre-training labels (tools/demo/pretrain_vit.py), read from the training captions, agree with
+"""The demo ViT's pre-training labels (blip2_shapes/recipe/pretrain_vit.py), read from the training captions, agree with
 the VQA answers the generator wrote for the same images; a caption they cannot read is named."""
 
 import json
@@ -8,8 +8,10 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def pretrain_vit(demo_module):
-    return demo_module("pretrain_vit")
+def pretrain_vit():
+    from blip2_shapes.recipe import pretrain_vit
+
+    return pretrain_vit
 
 
 def test_labels_agree_with_the_vqa_answers(pretrain_vit, tmp_path):

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from short_training import adamw_warmup_cosine, optimise
-from unseen_scenes import unseen_scenes
+
+from .short_training import adamw_warmup_cosine, optimise
+from .unseen_scenes import unseen_scenes
 
 VQA_PROMPT = "Question: {} Answer:"  # blip2-core's (blip2-predict --question); the recipe evaluates with it too
 OPT_SHAPE = {"hidden_size": 128, "num_hidden_layers": 3, "ffn_dim": 512, "num_attention_heads": 4}

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from short_training import adamw_warmup_cosine, optimise
-from unseen_scenes import unseen_scenes
 
 from blip2_data.synthetic import BACKGROUNDS, COLOURS, NUMBERS, SHAPES
+
+from .short_training import adamw_warmup_cosine, optimise
+from .unseen_scenes import unseen_scenes
 
 COLOUR_NAMES, COUNT_WORDS = list(COLOURS), {"a": 1, "an": 1, **{word: n for n, word in NUMBERS.items()}}
 BACKGROUND_NAMES = list(BACKGROUNDS)

@@ -1,6 +1,6 @@
 """Train the project's default model from nothing, with the project's own commands, and measure it.
 
-    python tools/demo/recipe.py --work WORK --out MODEL_DIR [--profile full|learning_test]
+    blip2-shapes train --work WORK [--out MODEL_DIR] [--profile full|learning_test]
 
 1. ``blip2_data.synthetic``: the synthetic_shapes dataset (train / val / test / shifted).
 2. The LLM's BPE tokenizer and the Q-Former's WordPiece vocabulary from the training text.
@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -32,15 +31,12 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from baselines import chance_levels, shifted_caption_check  # noqa: E402
-from initial_model import VISION, initial_positions, write_initial_stage1  # noqa: E402
-from model_card import write_model_card  # noqa: E402
-from pretrain_lm import OPT_SHAPE, VQA_PROMPT, pretrain, scene_texts, text_only_scenes  # noqa: E402
-from pretrain_vit import drawn_images, pretrain_vit  # noqa: E402
-from tokenizers_for_shapes import bert_vocab, train_bpe  # noqa: E402
+from .baselines import chance_levels, shifted_caption_check
+from .initial_model import VISION, initial_positions, write_initial_stage1
+from .model_card import write_model_card
+from .pretrain_lm import OPT_SHAPE, VQA_PROMPT, pretrain, scene_texts, text_only_scenes
+from .pretrain_vit import drawn_images, pretrain_vit
+from .tokenizers_for_shapes import bert_vocab, train_bpe
 
 # Each profile: dataset sizes, LM steps, the two stages' steps and batch, and the evaluation sizes.
 PROFILES = {
@@ -184,15 +180,11 @@ def training_losses(output_dir: Path) -> dict:
     return {"first": {k: losses[0][k] for k in keep if k in losses[0]}, "last": {k: losses[-1][k] for k in keep if k in losses[-1]}}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", required=True, type=Path, help="scratch folder (data, runs, logs)")
-    parser.add_argument("--out", required=True, type=Path, help="the model directory to write")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    parser.add_argument("--skip-eval", action="store_true", help="train and package only")
-    args = parser.parse_args(argv)
-    profile = PROFILES[args.profile]
-    work, started, timings = args.work, time.time(), {}
+def train_model(work: Path, out: Path, profile_name: str = "full", skip_eval: bool = False) -> dict:
+    """Run the whole recipe in ``work`` and write the model, ``scores.json`` and (full profile) its model card
+    into ``out``; returns the record that ``scores.json`` holds."""
+    profile = PROFILES[profile_name]
+    started, timings = time.time(), {}
     load_at_start = os.getloadavg()
     work.mkdir(parents=True, exist_ok=True)
     from blip2_eva_vit import use_all_cores
@@ -266,11 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         work / "vqa.log",
     )  # fmt: skip
     lap("finetune_vqa", t)
-    package_model(stage1, stage2, vqa, args.out)
+    package_model(stage1, stage2, vqa, out)
     train_seconds = round(time.time() - started, 1)
 
     record = {
-        "profile": args.profile,
+        "profile": profile_name,
         "settings": profile,
         "lm": lm,
         "vit": vit,
@@ -284,21 +276,21 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu_model(),
         "load_average_at_start": load_at_start,
     }
-    if not args.skip_eval:
+    if not skip_eval:
         t = time.time()
-        record["metrics"] = evaluate(args.out, files, work, eval_batch=32, which=profile.get("evaluations"))
+        record["metrics"] = evaluate(out, files, work, eval_batch=32, which=profile.get("evaluations"))
         if "vqa" in record["metrics"]:  # the answers themselves, so a test can check the shipped model still gives them
-            shutil.copy(work / "eval" / "vqa" / "results.json", args.out / "vqa_test_results.json")
+            shutil.copy(work / "eval" / "vqa" / "results.json", out / "vqa_test_results.json")
         record["chance"] = chance_levels(files, work / "eval" / "chance")
         lap("evaluation", t)
     record["total_seconds"] = round(time.time() - started, 1)
     record["timings_s"] = timings
     record["load_average_at_end"] = os.getloadavg()
-    (args.out / "scores.json").write_text(json.dumps(record, indent=1) + "\n")
-    if not args.skip_eval and "evaluations" not in profile:
-        write_model_card(args.out, record)
+    (out / "scores.json").write_text(json.dumps(record, indent=1) + "\n")
+    if not skip_eval and "evaluations" not in profile:
+        write_model_card(out, record)
     print(json.dumps({k: record[k] for k in ("timings_s", "total_seconds")}, indent=1))
-    return 0
+    return record
 
 
 def cpu_model() -> str:
@@ -309,7 +301,3 @@ def cpu_model() -> str:
     except OSError:
         pass
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
