@@ -30,7 +30,14 @@ def record(tmp_path_factory):
         capture_output=True, text=True, env=env, timeout=1500,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {**json.loads((work / "model" / "scores.json").read_text()), "model_dir": str(work / "model")}
+    logs = {name: (work / f"{name}.log").read_text() for name in ("stage1", "stage2")}
+    return {**json.loads((work / "model" / "scores.json").read_text()), "model_dir": str(work / "model"), "logs": logs}
+
+
+def test_stages_1_and_2_read_the_frozen_vits_features_computed_once(record):
+    assert "cache_features" in record["timings_s"]
+    for name, log in record["logs"].items():
+        assert "training from the features of 600 images" in log, name
 
 
 def test_every_training_loss_falls(record):

@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blip2-shapes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("where", help="print the folder of the installed model")
+    measure = commands.add_parser("measure", help="the model on pictures drawn by another renderer")
+    measure.add_argument("--model", type=Path, default=MODEL_DIRECTORY, help="a model folder with vqa/ inside")
+    measure.add_argument("--images", type=int, default=60)
     train = commands.add_parser("train", help="train the model from nothing with the project's commands")
     train.add_argument("--work", required=True, type=Path, help="scratch folder (data, runs, logs, the new model)")
     train.add_argument("--out", type=Path, help="write the model here instead of comparing it with the shipped one")
@@ -33,6 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "where":
         print(MODEL_DIRECTORY)
+        return 0
+    if args.command == "measure":
+        import json
+
+        from .drawn_differently import measure_model
+
+        vqa = args.model / "vqa"
+        measured = measure_model(str(args.model), str(vqa) if vqa.is_dir() else None, args.images)
+        print(json.dumps(measured, indent=1))
         return 0
     if args.skip_eval and args.out is None:
         print("blip2-shapes train: --skip-eval gives no figures to compare; pass --out DIR", file=sys.stderr)

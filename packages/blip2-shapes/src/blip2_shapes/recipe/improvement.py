@@ -25,6 +25,10 @@ HEADLINE_FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("retrieval text->image R@5", ("retrieval", "img_r5")),
     ("shifted: captions with exactly the drawn pairs %",
      ("shifted_caption", "names_colours_and_shapes", "exact_colour_shape_pairs_pct")),
+    ("drawn differently: captions with exactly the drawn pairs %",
+     ("drawn_differently", "exact_colour_shape_pairs_pct")),
+    ("drawn differently: ... and counts %", ("drawn_differently", "exact_pairs_and_counts_pct")),
+    ("drawn differently: colour answers %", ("drawn_differently", "colour_answers_right_pct")),
 )  # fmt: skip
 
 

@@ -37,6 +37,27 @@ def _vit_accuracy(vit: dict) -> str:
     )
 
 
+def _drawn_differently(measured: dict | None) -> list[str]:
+    """The scenes of the training distribution drawn by another renderer (``blip2_shapes.drawn_differently``)."""
+    if not measured:
+        return []
+    return [
+        "## Pictures drawn by another renderer",
+        "",
+        f"{measured['images']} scenes of the training distribution drawn another way (`blip2_shapes/drawn_differently.py`: "
+        "canvases of 96-200 px in five aspect ratios, anti-aliased, squares and triangles turned by up to 10 degrees, "
+        "colours and background jittered, JPEG quality 40-95; `blip2-shapes measure` repeats it):",
+        "",
+        "| | this model |",
+        "|---|---|",
+        f"| captions naming exactly the drawn colour-shape pairs | {measured['exact_colour_shape_pairs_pct']}% |",
+        f"| ... and the right count of each | {measured['exact_pairs_and_counts_pct']}% |",
+        f"| colour questions answered right (vqa/, {measured['colour_questions']} questions) | "
+        f"{measured['colour_answers_right_pct']}% |",
+        "",
+    ]
+
+
 def write_model_card(directory: Path, record: dict) -> Path:
     m, chance = record["metrics"], record["chance"]
     cap, vqa, ret = m["caption"], m["vqa"], m["retrieval"]
@@ -128,6 +149,7 @@ def write_model_card(directory: Path, record: dict) -> Path:
         f"{check['images']} images, exactly the drawn colours for {check['exact_colours_pct']}% "
         f"(CIDEr {shifted['CIDEr']:.3f}).",
         "",
+        *_drawn_differently(m.get("drawn_differently")),
         "## Files",
         "",
         "`model.safetensors` + `config.json` (the stage-2 model that captions, LLM included),",

@@ -7,8 +7,9 @@
 3. A small OPT pre-trained on that text and on more scenes drawn as text only (``pretrain_lm.py``), frozen from
    then on; a small EVA-ViT pre-trained to name the colours, shapes, counts and background of the training
    captions, on the training images and more drawn in memory (``pretrain_vit.py``, EVA-CLIP's stand-in).
-4. ``blip2-train stage1`` (ITC + ITM + ITG, the ViT frozen), then ``blip2-train stage2`` on the frozen LLM and ViT
-   (the captioning model), then ``blip2-train finetune-vqa`` from it (the question beside the Q-Former's queries
+4. ``blip2-train cache-features`` (the frozen ViT's features of every training image, once), ``blip2-train
+   stage1`` (ITC + ITM + ITG, the ViT frozen) and ``blip2-train stage2`` on the frozen LLM and ViT (the captioning
+   model), both from those features, then ``blip2-train finetune-vqa`` from it (the question beside the Q-Former's queries
    and in the LLM prompt, the ten answers weighted; the ViT trained with the Q-Former, as the paper fine-tunes it
    for VQA; LLM frozen). Images are only resized, never cropped (a crop cuts out shapes that captions count).
 5. The model directory, one model per task as BLIP-2's checkpoints are published: the stage-2 model (captions) with
@@ -165,6 +166,10 @@ def evaluate(model: Path, files: dict, work: Path, eval_batch: int, which: list[
     metrics["caption"]["names_colours_and_shapes"] = shifted_caption_check(
         evaluations / "caption" / "results.json", test["captions"]
     )
+    if which is None or "drawn_differently" in which:
+        from ..drawn_differently import measure_model, summary
+
+        metrics["drawn_differently"] = summary(measure_model(str(model), str(model / VQA_SUBDIRECTORY)))
     if "shifted_caption" in metrics:
         metrics["shifted_caption"]["names_colours_and_shapes"] = shifted_caption_check(
             evaluations / "shifted_caption" / "results.json", shifted["captions"]
@@ -231,20 +236,31 @@ def train_model(work: Path, out: Path, profile_name: str = "full", skip_eval: bo
 
     t = time.time()
     write_initial_stage1(bert, work / "init", vision=vision, qformer=model.get("qformer"), vision_state=vision_state)
-    stage1, stage2, vqa = work / "stage1", work / "stage2", work / "vqa"
-    for d in (stage1, stage2, vqa):
+    stage1, stage2, vqa, features = work / "stage1", work / "stage2", work / "vqa", work / "features"
+    for d in (stage1, stage2, vqa, features):
         shutil.rmtree(d, ignore_errors=True)
     captions = f"{train['image_root']},{train['captions']}"
+    # The ViT stays frozen through stages 1 and 2, so its features are computed once (blip2-train's feature
+    # cache: the same loss as from the images, which are only resized here anyway) and both stages read them.
+    run(
+        [tool("blip2-train"), "cache-features", "--model_name_or_path", str(work / "init"), "--image_size", "64",
+         "--dataset", "synthetic_shapes", "--data_files", captions, "--output_dir", str(features)],
+        work / "cache_features.log",
+    )  # fmt: skip
+    from_cache = ["--feature_cache", str(features)]
+    lap("cache_features", t)
+    t = time.time()
     run(
         [tool("blip2-train"), "stage1", "--model_name_or_path", str(work / "init"), "--freeze_vit", "true",
-         *train_args(profile["stage1"], "synthetic_shapes", captions, stage1, CAPTION_MAX_TXT_LEN)],
+         *train_args(profile["stage1"], "synthetic_shapes", captions, stage1, CAPTION_MAX_TXT_LEN), *from_cache],
         work / "stage1.log",
     )  # fmt: skip
     lap("stage1", t)
     t = time.time()
     run(
         [tool("blip2-train"), "stage2", "--model_name_or_path", str(stage1), "--text_model_name_or_path",
-         str(work / "llm"), *train_args(profile["stage2"], "synthetic_shapes", captions, stage2, STAGE2_MAX_TXT_LEN)],
+         str(work / "llm"), *train_args(profile["stage2"], "synthetic_shapes", captions, stage2, STAGE2_MAX_TXT_LEN),
+         *from_cache],
         work / "stage2.log",
     )  # fmt: skip
     lap("stage2", t)
