@@ -79,6 +79,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def timed_load(load: Callable[[], object]) -> tuple[object, dict]:
+    """``load()``'s result, and its seconds and the process's peak RSS (MB) when it returned.
+
+    Every timed run loads files an earlier run (``--prepare``) has loaded already: the page cache holds them,
+    and ours has written its converted-weights cache and compiled bf16 graph; this is the second load, the one
+    a user waits for each time."""
+    start = time.perf_counter()
+    model = load()
+    return model, {"load_s": time.perf_counter() - start, "load_peak_rss_mb": peak_rss_mb()}
+
+
 def current_rss_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:

@@ -12,9 +12,10 @@ from rounds import spread
 
 RUNS = [("reference", "float32", "HF fp32"), ("reference", "bfloat16", "HF bf16"),
         ("ours", "float32", "ours fp32"), ("ours", "bfloat16", "ours bf16")]  # fmt: skip
+# load: the second load of the files (--prepare loaded them first), and the peak RSS when it returned
 METRICS = [("images_per_s", "img/s"), ("captions_per_s", "captions/s"), ("peak_rss_mb", "peak RSS MB"),
-           ("load_s", "load s")]  # fmt: skip
-UNTIMED = ("peak_rss_mb",)
+           ("load_s", "2nd load s"), ("load_peak_rss_mb", "load RSS MB")]  # fmt: skip
+UNTIMED = ("peak_rss_mb", "load_peak_rss_mb")
 RATIOS = [("ours fp32", "HF fp32"), ("ours bf16", "HF bf16"), ("ours bf16", "HF fp32"),
           ("ours bf16", "ours fp32"), ("HF bf16", "HF fp32")]  # fmt: skip
 
@@ -77,6 +78,11 @@ def main() -> None:
         for top, bottom in RATIOS:
             cells = ", ".join(f"{name} {ratio(runs[top], runs[bottom], key)}" for key, name in METRICS)
             print(f"  {top + ' / ' + bottom:<22} {cells}")
+        first = work / size / "ours-first-load-float32.json"
+        if first.exists():  # one run, in --prepare: the machine was not waited on
+            values = json.loads(first.read_text())
+            print(f"  ours' first load (weights converted into the cache), one unpaced run: "
+                  f"{values['first_load_s']:.1f} s, peak RSS {values['first_load_peak_rss_mb']:.0f} MB")  # fmt: skip
 
 
 TRAINING_RUNS = [("train-reference", "HF"), ("train-ours", "ours"), ("train-ours-cache", "ours, cache")]

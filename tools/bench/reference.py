@@ -7,14 +7,13 @@ python tools/bench/reference.py --size vitg-opt125m --work DIR --dtype bfloat16 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
 from transformers import Blip2Config, Blip2ForConditionalGeneration
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import SIZES, current_rss_mb, parse_args, peak_rss_mb, timed, write_result  # noqa: E402
+from common import SIZES, current_rss_mb, parse_args, peak_rss_mb, timed, timed_load, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -31,9 +30,7 @@ def main() -> None:
         return
 
     dtype = getattr(torch, args.dtype)
-    start = time.perf_counter()
-    model = Blip2ForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).eval()
-    load_s = time.perf_counter() - start
+    model, load = timed_load(lambda: Blip2ForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).eval())
     size = vision["image_size"]
     pixels = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(1)).to(dtype)
     prompt = torch.full((images, 1), 2, dtype=torch.long)  # OPT's BOS: caption from scratch
@@ -62,7 +59,7 @@ def main() -> None:
         "images_per_s": images / encode,
         "captions_per_s": images / (encode + generate),
         "new_tokens": new_tokens,
-        "load_s": load_s,
+        **load,
         "peak_rss_mb": peak_rss_mb(),
         "rss_mb": current_rss_mb(),
     }

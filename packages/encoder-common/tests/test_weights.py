@@ -100,3 +100,79 @@ def test_the_report_logs_what_the_load_changed_missed_and_left_unused(caplog):
         "ckpt: 10 weights not in the checkpoint, left as initialised: m0, m1, m2, m3, m4, m5, m6, m7 ... (+2)",
         "ckpt: 1 checkpoint weights unused: u",
     ]
+
+
+# -- taking an array's memory (share_memory) ---------------------------------------------------------------------
+
+
+def lazy_tiny() -> Tiny:
+    with paddle.LazyGuard():
+        return Tiny()
+
+
+def aligned(array: np.ndarray) -> np.ndarray:
+    from blip2_encoder_common.weights import aligned_copy
+
+    return aligned_copy(array, str(array.dtype))
+
+
+def test_with_share_memory_a_lazy_parameter_takes_an_aligned_array_as_it_is():
+    given = {k: aligned(v) for k, v in weights().items()}
+    addresses = {k: v.ctypes.data for k, v in given.items()}
+    model = lazy_tiny()
+    assign_weights(model, dict(given), share_memory=True)
+    assert model.linear.weight.data_ptr() == addresses["linear.weight"]  # no copy
+    assert model.linear.bias.data_ptr() == addresses["linear.bias"]
+    np.testing.assert_array_equal(model.linear.weight.numpy(), given["linear.weight"])
+    model.linear.weight.set_value(paddle.zeros([4, 3]))  # the parameter is writable, and is the array
+    assert not given["linear.weight"].any()
+
+
+def test_without_share_memory_or_when_unfit_the_parameter_gets_a_copy():
+    reference = weights()
+    read_only = aligned(reference["linear.weight"])
+    read_only.flags.writeable = False
+    unaligned = aligned(np.zeros(13, "float32"))[1:].reshape(4, 3)  # 4 bytes past a 64-byte boundary
+    unaligned[...] = reference["linear.weight"]
+    cases = {
+        "not asked": ({k: aligned(v) for k, v in reference.items()}, False),
+        "transposed": ({"linear.weight": aligned(reference["linear.weight"].T.copy()).T}, True),
+        "read-only": ({"linear.weight": read_only}, True),
+        "float64": ({"linear.weight": reference["linear.weight"].astype("float64")}, True),
+        "unaligned": ({"linear.weight": unaligned}, True),
+    }
+    for name, (given, share) in cases.items():
+        model = lazy_tiny()
+        address = given["linear.weight"].ctypes.data
+        expected = np.array(given["linear.weight"], dtype="float32")
+        assign_weights(model, dict(given), share_memory=share)
+        assert model.linear.weight.data_ptr() != address, name
+        assert model.linear.weight.data_ptr() % 64 == 0, name
+        np.testing.assert_array_equal(model.linear.weight.numpy(), expected, err_msg=name)
+
+
+def test_one_array_given_under_two_names_is_taken_once_and_copied_once():
+    class Two(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.a = self.create_parameter([4, 3])
+            self.b = self.create_parameter([4, 3])
+
+    with paddle.LazyGuard():
+        model = Two()
+    shared = aligned(weights()["linear.weight"])
+    assign_weights(model, {"a": shared, "b": shared}, share_memory=True)
+    assert model.a.data_ptr() != model.b.data_ptr()  # two parameters, as the copying path gives
+    np.testing.assert_array_equal(model.a.numpy(), model.b.numpy())
+
+
+def test_aligned_copy_of_a_transposed_view_is_exact_and_c_contiguous():
+    from blip2_encoder_common.weights import aligned_copy
+
+    rng = np.random.RandomState(1)
+    for shape in [(300, 200), (3, 130, 257), (5,), ()]:
+        value = np.asarray(rng.randn(*shape), dtype="float32")
+        view = value.T if value.ndim == 2 else value.transpose(0, 2, 1) if value.ndim == 3 else value
+        copy = aligned_copy(view, "float32")
+        assert copy.flags.c_contiguous and copy.ctypes.data % 64 == 0 and copy.shape == view.shape
+        np.testing.assert_array_equal(copy, view)

@@ -43,6 +43,7 @@ def assign_weights(
     source: str | None = None,
     dtypes: dict[str, str] | None = None,
     consume: bool = False,
+    share_memory: bool = False,
 ) -> LoadReport:
     """Set every parameter of ``model`` named in ``weights`` (already in our names, as numpy arrays).
 
@@ -55,11 +56,19 @@ def assign_weights(
     and loaded here never holds a second copy of its weights; missing ones are then initialised as the model
     defines them. ``consume``: drop each array from ``weights`` once it is set, so that its memory (or its
     memory-mapped file pages) is given back before the next one is read.
+
+    On a CPU, a lazy parameter takes its array's memory through DLPack (``paddle.utils.dlpack.from_dlpack``):
+    a copy made here is made by numpy into 64-byte aligned memory (3-4x faster than ``set_value``), and with
+    ``share_memory`` an array that needs no conversion (C-contiguous, writeable, 64-byte aligned, the parameter's
+    dtype) is taken as it is, without any copy: for a loader whose arrays are its own, e.g. copy-on-write
+    mappings of a checkpoint file (``mmap.ACCESS_COPY``), whose pages are then read when the model first uses
+    them. Never for arrays the caller still holds: the parameter would change with them.
     """
     params = model.state_dict()
     dtypes = dtypes or {}
     report = LoadReport()
     loaded = set()
+    taken: set[int] = set()  # memory a parameter took as it is: one array tied to two names is copied for the 2nd
     for key in list(weights):
         value = weights.pop(key) if consume else weights[key]
         target = params.get(key)
@@ -79,8 +88,10 @@ def assign_weights(
         if target._is_initialized() and _dtype_name(target.dtype) == dtype:
             target.set_value(value)
         else:  # lazy, or a new dtype: the parameter takes a new tensor's memory (no public call does this in place)
-            fresh = paddle.empty(target.shape, dtype=dtype)
-            fresh.set_value(value)  # set_value copies a numpy array 2-5x faster than paddle.to_tensor does
+            fresh = _cpu_tensor(value, dtype, share_memory, taken)
+            if fresh is None:
+                fresh = paddle.empty(target.shape, dtype=dtype)
+                fresh.set_value(value)  # set_value copies a numpy array 2-5x faster than paddle.to_tensor does
             fresh._share_buffer_to(target)
             del fresh
         loaded.add(key)
@@ -117,3 +128,57 @@ def in_dtype(value: np.ndarray, dtype: str) -> np.ndarray:
 
 def _dtype_name(dtype: Any) -> str:
     return str(dtype).replace("paddle.", "")
+
+
+ALIGNMENT = 64  # bytes: what paddle's own CPU allocations give at least (a cache line, an AVX-512 vector)
+# numpy dtypes that DLPack carries as they are (bfloat16 words are uint16 to numpy: they take the copying path)
+_DLPACK_DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64")
+
+
+def is_shareable(value: np.ndarray, dtype: str) -> bool:
+    """Whether a CPU parameter of ``dtype`` can take ``value``'s memory as it is: C-contiguous, writeable (a
+    parameter may be written, e.g. by an optimizer), 64-byte aligned, of that dtype, and not empty."""
+    return (
+        dtype in _DLPACK_DTYPES
+        and value.dtype == np.dtype(dtype)
+        and value.size > 0
+        and value.flags.c_contiguous
+        and value.flags.writeable
+        and value.ctypes.data % ALIGNMENT == 0
+    )
+
+
+def aligned_copy(value: np.ndarray, dtype: str) -> np.ndarray:
+    """``value`` as a new C-contiguous ``dtype`` array in 64-byte aligned memory (numpy's own is 16-byte aligned).
+
+    A transposed view (a torch Linear weight going into paddle's [in, out]) is copied in 128 x 128 tiles, which
+    stay in the CPU's cache on both sides: about twice as fast as numpy's element order."""
+    target = np.dtype(dtype)
+    nbytes = max(value.size, 1) * target.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    out = raw[start : start + nbytes].view(target)[: value.size].reshape(value.shape)
+    if value.ndim < 2 or value.flags.c_contiguous:
+        np.copyto(out, value, casting="same_kind")
+        return out
+    tile = 128
+    for index in np.ndindex(*value.shape[:-2]):
+        source, destination = value[index], out[index]
+        for i in range(0, source.shape[0], tile):
+            for j in range(0, source.shape[1], tile):
+                np.copyto(destination[i : i + tile, j : j + tile], source[i : i + tile, j : j + tile], "same_kind")
+    return out
+
+
+def _cpu_tensor(value: np.ndarray, dtype: str, share_memory: bool, taken: set[int]) -> Any:
+    """A CPU tensor holding ``value``: its own memory where ``share_memory`` allows and it fits, else an aligned
+    numpy copy's; None where DLPack cannot carry it (bfloat16, bool, an empty array) or paddle runs on a GPU."""
+    if dtype not in _DLPACK_DTYPES or value.size == 0 or value.dtype != np.dtype(dtype):
+        return None
+    if paddle.device.get_device() != "cpu":
+        return None
+    share = share_memory and is_shareable(value, dtype) and value.ctypes.data not in taken
+    array = value if share else aligned_copy(value, dtype)
+    if share:
+        taken.add(value.ctypes.data)
+    return paddle.utils.dlpack.from_dlpack(array)  # the tensor keeps ``array`` (and what it maps) alive

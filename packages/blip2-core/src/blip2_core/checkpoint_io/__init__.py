@@ -9,7 +9,9 @@ Formats read by :func:`read_state_dict` (``reading``):
   state dict is returned);
 - paddle pickles (``paddle_pickle``): ``.pdparams``, ``model_state.pdparams``, as written by ``paddle.save``.
 
-:func:`write_safetensors` (``safetensors_writer``) writes HF's layout, sharded when large, each file atomically.
+:func:`write_safetensors` (``safetensors_writer``) writes HF's layout, sharded when large, each file atomically;
+:func:`write_aligned_safetensors` writes one file tensor by tensor, each 64-byte aligned (the converted-weights
+cache, ``blip2_core.loading.weights_cache``).
 
 bfloat16 tensors come back as float32 (exactly: a bf16 value is the top half of a float32), because numpy has no
 bfloat16; every other dtype is kept.
@@ -35,9 +37,9 @@ from .file_names import (
     TORCH_NAME,
     TORCH_SUFFIXES,
 )
-from .reading import read_state_dict
+from .reading import checkpoint_files, read_state_dict
 from .safetensors_reader import read_safetensors
-from .safetensors_writer import parse_size, write_safetensors
+from .safetensors_writer import parse_size, write_aligned_safetensors, write_safetensors
 
 __all__ = [
     "CheckpointError",
@@ -52,8 +54,10 @@ __all__ = [
     "TORCH_SUFFIXES",
     "UnsafePickleError",
     "UntrustedPickleError",
+    "checkpoint_files",
     "parse_size",
     "read_safetensors",
     "read_state_dict",
+    "write_aligned_safetensors",
     "write_safetensors",
 ]

@@ -34,14 +34,19 @@ _SAFETENSORS_DTYPES = {
 _MAX_HEADER_BYTES = 100 * 2**20
 
 
-def read_safetensors(path: str | os.PathLike, keep_bfloat16: bool = False) -> dict[str, np.ndarray]:
+def read_safetensors(
+    path: str | os.PathLike, keep_bfloat16: bool = False, writable: bool = False
+) -> dict[str, np.ndarray]:
     """Read a ``.safetensors`` file into numpy arrays (bf16 widened to float32); no trust needed.
 
     Each tensor is memory-mapped on its own: its bytes are read when it is used, and its pages leave the
     process's memory when the array (and every view of it) is dropped, so loading a 15 GB checkpoint into a
     model, one tensor after another, holds neither a second 15 GB copy nor the whole file mapped. Parsed here
     rather than with ``safetensors.numpy``, which refuses bf16. ``keep_bfloat16``: bf16 tensors come back as
-    ``BFLOAT16_WORDS`` (no float32 copy; a loader converts them one at a time).
+    ``BFLOAT16_WORDS`` (no float32 copy; a loader converts them one at a time). ``writable``: the mappings are
+    copy-on-write (``mmap.ACCESS_COPY``): the arrays can be written, each write lands in this process's own copy
+    of the page and never in the file, so that a paddle tensor can take an array's memory as it is (a parameter
+    may be written, by an optimizer say).
     """
     path = Path(path)
     file_size = path.stat().st_size
@@ -65,7 +70,7 @@ def read_safetensors(path: str | os.PathLike, keep_bfloat16: bool = False) -> di
         state_dict = {}
         for name, info in header.items():
             if name != "__metadata__":
-                state_dict[name] = _read_tensor(f, path, name, info, data_start, file_size, keep_bfloat16)
+                state_dict[name] = _read_tensor(f, path, name, info, data_start, file_size, keep_bfloat16, writable)
     return state_dict
 
 
@@ -82,7 +87,7 @@ def _incomplete(path: Path, size: int, needed: int) -> str:
 
 
 def _read_tensor(
-    file: Any, path: Path, name: str, info: Any, data_start: int, file_size: int, keep_bfloat16: bool
+    file: Any, path: Path, name: str, info: Any, data_start: int, file_size: int, keep_bfloat16: bool, writable: bool
 ) -> np.ndarray:
     try:
         dtype_name, shape, (begin, end) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
@@ -99,7 +104,8 @@ def _read_tensor(
     # A mapping of this tensor's pages alone (the array keeps it alive; it is unmapped with the array).
     start = data_start + begin
     aligned = start - start % mmap.ALLOCATIONGRANULARITY
-    mapped = mmap.mmap(file.fileno(), data_start + end - aligned, offset=aligned, access=mmap.ACCESS_READ)
+    access = mmap.ACCESS_COPY if writable else mmap.ACCESS_READ
+    mapped = mmap.mmap(file.fileno(), data_start + end - aligned, offset=aligned, access=access)
     array = np.frombuffer(mapped, dtype=dtype, count=count, offset=start - aligned).reshape(shape)
     array = array.astype(dtype.newbyteorder("="), copy=False)
     if dtype_name != "BF16":

@@ -6,8 +6,10 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from queue import Queue
 from typing import Any
 
 import numpy as np
@@ -125,3 +127,80 @@ def _atomic_save(tensors: dict[str, np.ndarray], target: Path, metadata: dict[st
     save_file(tensors, str(tmp), metadata=metadata)
     os.chmod(tmp, mode)  # safetensors writes its files with mode 0o600, readable by their owner alone
     os.replace(tmp, target)
+
+
+ALIGNMENT = 64  # bytes
+_SAFETENSORS_NAMES = {"<f8": "F64", "<f4": "F32", "<f2": "F16", "<i8": "I64", "<i4": "I32", "<i2": "I16", "|i1": "I8",
+                      "<u8": "U64", "<u4": "U32", "<u2": "U16", "|u1": "U8", "|b1": "BOOL"}  # fmt: skip
+
+
+def write_aligned_safetensors(
+    target: str | os.PathLike,
+    tensors: Sequence[tuple[str, tuple[int, ...], str]],
+    produce: Callable[[str], np.ndarray],
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write one safetensors file, tensor by tensor, with every tensor's data 64-byte aligned in the file.
+
+    ``tensors``: (name, shape, numpy dtype) of each; ``produce(name)`` returns its array when it is written, so
+    that only one is ever in memory. The header is padded with spaces, and tensors whose size is not a multiple
+    of 64 bytes go last, so that the file has no holes (any safetensors reader takes it) and a page-aligned
+    mapping of it gives aligned arrays. Written under a temporary name, then renamed."""
+    target = Path(target)
+    ordered = sorted(tensors, key=lambda t: (_nbytes(t) % ALIGNMENT != 0,))  # stable: the given order otherwise
+    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, shape, dtype in ordered:
+        code = np.dtype(dtype).newbyteorder("<").str if np.dtype(dtype).itemsize > 1 else np.dtype(dtype).str
+        header[name] = {"dtype": _SAFETENSORS_NAMES[code], "shape": [int(d) for d in shape],
+                        "data_offsets": [offset, offset + _nbytes((name, shape, dtype))]}  # fmt: skip
+        offset += _nbytes((name, shape, dtype))
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-(8 + len(raw)) % ALIGNMENT)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    # The disk writes one tensor while the next is produced (both release the GIL): three at most in memory.
+    queue: Queue[np.ndarray | None] = Queue(maxsize=1)
+    failed: list[BaseException] = []
+
+    def write_all(f: Any) -> None:
+        try:
+            while (array := queue.get()) is not None:
+                if not failed:
+                    f.write(memoryview(array.reshape(-1)).cast("B"))
+        except BaseException as error:  # reported by the producer, which stops
+            failed.append(error)
+            while queue.get() is not None:
+                pass
+
+    try:
+        with open(tmp, "wb") as f:
+            f.write(len(raw).to_bytes(8, "little") + raw)
+            writer = threading.Thread(target=write_all, args=(f,), name="safetensors-writer", daemon=True)
+            writer.start()
+            try:
+                for name, shape, dtype in ordered:
+                    if failed:
+                        break
+                    # np.require keeps a 0-d array 0-d (np.ascontiguousarray makes it 1-d)
+                    array = np.require(produce(name), dtype=np.dtype(dtype).newbyteorder("<"), requirements="C")
+                    if tuple(array.shape) != tuple(shape):
+                        raise ValueError(f"{name}: produced shape {array.shape}, declared {tuple(shape)}")
+                    queue.put(array)
+                    del array
+            finally:
+                queue.put(None)
+                writer.join()
+            if failed:
+                raise failed[0]
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _nbytes(spec: tuple[str, tuple[int, ...], str]) -> int:
+    _, shape, dtype = spec
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    return count * np.dtype(dtype).itemsize

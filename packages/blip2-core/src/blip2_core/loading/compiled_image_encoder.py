@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 # Bumped when the exported graph changes for the same model, so that old cache entries are not reused.
 EXPORT_FORMAT = 3
 GRAPH_NAME = "image_features"
+# the graph with text beside the queries, for a model whose Q-Former reads it (config qformer_text_input)
+TEXT_GRAPH_NAME = "image_features_with_text"
 
 
 def cpu_bf16_support() -> str | None:
@@ -66,11 +68,17 @@ class _ImageSide(nn.Layer):
         self.language_projection = model.language_projection
         self.blocks_dtype = blocks_dtype
 
-    def forward(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
+    def forward(
+        self,
+        pixel_values: paddle.Tensor,
+        qformer_input_ids: paddle.Tensor | None = None,
+        qformer_attention_mask: paddle.Tensor | None = None,
+    ) -> paddle.Tensor:
         hidden = self.vision_model.embed(pixel_values).astype(self.blocks_dtype)
         for block in self.vision_model.blocks:
             hidden = block(hidden)
-        queries = self.qformer(hidden.astype("float32")).last_hidden_state
+        out = self.qformer(hidden.astype("float32"), input_ids=qformer_input_ids, attention_mask=qformer_attention_mask)
+        queries = out.last_hidden_state[:, : self.qformer.config.num_query_tokens]
         return self.language_projection(queries)
 
 
@@ -104,11 +112,19 @@ def weights_fingerprint(layer: nn.Layer, samples: int = 64) -> str:
     """
     digest = hashlib.sha256()
     for name, param in layer.state_dict().items():
-        flat = param.flatten()
-        step = max(1, flat.shape[0] // samples)
         digest.update(f"{name}:{param.shape}:{param.dtype}".encode())
-        digest.update(flat[::step].astype("float32").numpy().tobytes())
+        digest.update(_samples(param, samples).tobytes())
     return digest.hexdigest()
+
+
+def _samples(param: paddle.Tensor, samples: int) -> np.ndarray:
+    """``samples`` evenly spaced values of ``param`` as float32, read in place where numpy can view it (DLPack):
+    a weight memory-mapped at load is then read a page per sample, not copied whole."""
+    count = int(np.prod(param.shape))
+    step = max(1, count // samples)
+    if param.place.is_cpu_place() and param.dtype in (paddle.float32, paddle.float16, paddle.float64):
+        return np.from_dlpack(param.detach()).reshape(-1)[::step].astype(np.float32)
+    return param.flatten()[::step].astype("float32").numpy()
 
 
 def cache_key(model: nn.Layer, image_size: int, dtype: str = "float32") -> str:
@@ -121,6 +137,7 @@ def cache_key(model: nn.Layer, image_size: int, dtype: str = "float32") -> str:
             "dtype": dtype,
             "vision": repr(config.vision_config),
             "qformer": repr(config.qformer_config),
+            "text": bool(getattr(config, "qformer_text_input", False)),
             "weights": weights_fingerprint(_ImageSide(model)),
         },
         sort_keys=True,
@@ -138,11 +155,16 @@ def export_image_side(model: nn.Layer, directory: Path, dtype: str = "float32") 
     """
     size = model.config.vision_config.image_size
     spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "pixel_values")]
-    side = _ImageSide(model, dtype)
-    side.eval()
-    with _blocks_cast_to(model, dtype) if dtype != "float32" else contextlib.nullcontext():
-        static = paddle.jit.to_static(side, input_spec=spec, full_graph=True)
-        paddle.jit.save(static, str(directory / GRAPH_NAME))
+    text = [paddle.static.InputSpec([None, None], "int64", n) for n in ("qformer_input_ids", "qformer_attention_mask")]
+    graphs = {GRAPH_NAME: spec}
+    if getattr(model.config, "qformer_text_input", False):  # a second graph, with the text beside the queries
+        graphs[TEXT_GRAPH_NAME] = spec + text
+    for name, inputs in graphs.items():
+        side = _ImageSide(model, dtype)
+        side.eval()
+        with _blocks_cast_to(model, dtype) if dtype != "float32" else contextlib.nullcontext():
+            static = paddle.jit.to_static(side, input_spec=inputs, full_graph=True)
+            paddle.jit.save(static, str(directory / name))
     return directory
 
 
@@ -178,11 +200,36 @@ def release_weights(layer: nn.Layer) -> None:
         param._clear_data()  # paddle has no public call that frees a parameter's storage in place
 
 
-def _graph_file(directory: Path) -> Path:
+def _graph_file(directory: Path, name: str = GRAPH_NAME) -> Path | None:
     for suffix in (".json", ".pdmodel"):  # PIR (paddle 3) or the older program format
-        if (directory / (GRAPH_NAME + suffix)).exists():
-            return directory / (GRAPH_NAME + suffix)
-    raise FileNotFoundError(f"no exported graph in {directory}")
+        if (directory / (name + suffix)).exists():
+            return directory / (name + suffix)
+    if name == GRAPH_NAME:
+        raise FileNotFoundError(f"no exported graph in {directory}")
+    return None
+
+
+class _GraphRunner:
+    """One exported graph in a Paddle Inference predictor: numpy arrays in, float32 features out."""
+
+    def __init__(self, graph: Path, threads: int) -> None:
+        import paddle.inference as inference
+
+        config = inference.Config(str(graph), str(graph.with_suffix(".pdiparams")))
+        config.disable_gpu()
+        config.disable_glog_info()
+        config.set_cpu_math_library_num_threads(threads)
+        config.enable_onednn()  # a bf16 graph's ops pick oneDNN's bf16 kernels by their own dtype
+        self._predictor = inference.create_predictor(config)
+        self._inputs = [self._predictor.get_input_handle(n) for n in self._predictor.get_input_names()]
+        self._output_name = self._predictor.get_output_names()[0]
+
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        for handle, array in zip(self._inputs, arrays):
+            handle.reshape(list(array.shape))
+            handle.copy_from_cpu(array)
+        self._predictor.run()
+        return self._predictor.get_output_handle(self._output_name).copy_to_cpu()
 
 
 class CompiledImageEncoder:
@@ -197,20 +244,13 @@ class CompiledImageEncoder:
     ) -> None:
         if dtype not in ("bfloat16", "float32"):
             raise ValueError(f"the compiled CPU image encoder runs bfloat16 or float32, not {dtype!r}")
-        import paddle.inference as inference
-
         self.dtype = dtype
         self.image_size = image_size
         self.directory = Path(directory)
-        config = inference.Config(str(_graph_file(self.directory)), str(self.directory / (GRAPH_NAME + ".pdiparams")))
-        config.disable_gpu()
-        config.disable_glog_info()
         # As many threads as dygraph uses: use_all_cores() records its count, paddle's own default is one.
-        config.set_cpu_math_library_num_threads(threads or int(os.environ.get("BLIP2_NUM_THREADS") or 1))
-        config.enable_onednn()  # a bf16 graph's ops pick oneDNN's bf16 kernels by their own dtype
-        self._predictor = inference.create_predictor(config)
-        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
-        self._output_name = self._predictor.get_output_names()[0]
+        self._threads = threads or int(os.environ.get("BLIP2_NUM_THREADS") or 1)
+        self._graph = _GraphRunner(_graph_file(self.directory), self._threads)
+        self._text_graph: _GraphRunner | None = None  # loaded on first use
 
     @classmethod
     def for_model(
@@ -239,19 +279,27 @@ class CompiledImageEncoder:
         qformer_attention_mask: Any = None,
         image_embeds: Any = None,
     ) -> paddle.Tensor:
-        """``get_image_features``' arguments; the graph holds the queries-only path at the configured size."""
+        """``get_image_features``' arguments, at the configured image size; with ``qformer_input_ids`` the text runs
+        beside the queries (a second graph, exported for a model whose Q-Former reads text)."""
         if image_embeds is not None:
             raise ValueError("the compiled image encoder starts from pixels, not image_embeds; load in float32")
         if interpolate_pos_encoding:
             raise ValueError("the compiled image encoder runs its configured image size only; load in float32")
-        if qformer_input_ids is not None:
-            raise ValueError("the compiled image encoder takes no Q-Former text (qformer_input_ids); load in float32")
-        pixels = pixel_values.numpy() if isinstance(pixel_values, paddle.Tensor) else np.asarray(pixel_values)
-        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        pixels = _array(pixel_values, np.float32)
         if pixels.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(f"image is {pixels.shape[-2]}x{pixels.shape[-1]}, the model takes {self.image_size}")
-        self._input.reshape(list(pixels.shape))
-        self._input.copy_from_cpu(pixels)
-        self._predictor.run()
-        features = self._predictor.get_output_handle(self._output_name).copy_to_cpu()
-        return paddle.to_tensor(features.astype(np.float32))
+        if qformer_input_ids is None:
+            return paddle.to_tensor(self._graph(pixels).astype(np.float32))
+        if self._text_graph is None:
+            graph = _graph_file(self.directory, TEXT_GRAPH_NAME)
+            if graph is None:
+                raise ValueError("this model's Q-Former reads no text (config qformer_text_input is false)")
+            self._text_graph = _GraphRunner(graph, self._threads)
+        ids = _array(qformer_input_ids, np.int64)
+        mask = np.ones_like(ids) if qformer_attention_mask is None else _array(qformer_attention_mask, np.int64)
+        return paddle.to_tensor(self._text_graph(pixels, ids, mask).astype(np.float32))
+
+
+def _array(value: Any, dtype: type) -> np.ndarray:
+    array = value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
+    return np.ascontiguousarray(array, dtype=dtype)

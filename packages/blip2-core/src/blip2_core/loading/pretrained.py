@@ -26,13 +26,13 @@ import numpy as np
 from blip2_eva_vit import fit_to_config
 from blip2_qformer import LoadReport, QFormerForPretraining, assign_weights
 
-from ..checkpoint_io import read_state_dict
+from ..checkpoint_io import checkpoint_files, read_state_dict
 from ..formats import convert_state_dict
 from ..formats.hf import llm_from_hf
 from ..model.config import Blip2Config
 from ..model.generation import GenerationConfig
 from ..model.text_config import TextConfig
-from . import fetching, hub, model_names
+from . import fetching, hub, model_names, weights_cache
 from .default_model import embedded_model_path
 from .precision import IMAGE_SIDE, compile_image_side, finish_cast, plan_precision
 
@@ -115,14 +115,19 @@ def _unknown_name_message(name: str, why: str) -> str:
     return f"no model {name!r}: {why}{guess}\n  `blip2-predict --list-models` lists the known names and their sources"
 
 
-def _read(source: Source) -> dict[str, np.ndarray]:
-    # bf16 weights stay bf16 words until each is set into its parameter: no float32 copy of a bf16 checkpoint
-    return read_state_dict(source.path, trust_pickle=source.trusted, keep_bfloat16=True)  # warns for a pickle
+def _read(source: Source, files: list[Path] | None = None) -> dict[str, np.ndarray]:
+    # bf16 weights stay bf16 words until each is set into its parameter: no float32 copy of a bf16 checkpoint.
+    # Mapped copy-on-write: a CPU parameter takes a weight's memory as it is (assign_weights' share_memory).
+    if files is not None:
+        files += checkpoint_files(source.path)
+    return read_state_dict(source.path, trust_pickle=source.trusted, keep_bfloat16=True, writable=True)
 
 
-def _llm_weights(text_name_or_path: str, llm_type: str, trust_pickle: bool) -> dict[str, np.ndarray]:
+def _llm_weights(
+    text_name_or_path: str, llm_type: str, trust_pickle: bool, files: list[Path] | None = None
+) -> dict[str, np.ndarray]:
     source, _ = _locate(text_name_or_path, trust_pickle)
-    sd = _read(source)
+    sd = _read(source, files)
     if llm_type == "opt" and not any(k.startswith("model.") for k in sd):
         sd = {("model." + k if k.startswith("decoder.") else k): v for k, v in sd.items()}  # OPTModel checkpoints
     return {"language_model." + k: v for k, v in llm_from_hf(sd, llm_type).items()}
@@ -152,19 +157,20 @@ def load_pretrained(
     ``allow_missing_weights``: a model never runs on random weights by accident. A training checkpoint
     (``checkpoint-N``, trainable weights only) loads over the models its ``blip2_checkpoint.json`` names."""
     stage1 = issubclass(model_class, QFormerForPretraining)  # the Q-Former keeps its text parts and heads
+    config_class = getattr(model_class, "config_class", Blip2Config)  # a model on the same parts reads its own
     plan = plan_precision(dtype, stage1=stage1)  # before anything is read
     source, entry = _locate(name_or_path, trust_pickle)
     config_file = source.path / CONFIG_FILE if source.path.is_dir() else None
     if config is not None:
         config = copy.deepcopy(config)  # filled in below; the caller's object stays as it was
     elif config_file is not None and config_file.exists():
-        config = Blip2Config.from_file(config_file, stage1=stage1)
+        config = config_class.from_file(config_file, stage1=stage1)
     elif stage1:
         config = Blip2Config(qformer_config=dataclasses.replace(Blip2Config().qformer_config, has_text_input=True))
     elif entry is None and text_name_or_path is None:
         raise NoLanguageModelError(source.path, "it has no config.json")
     else:
-        config = Blip2Config()
+        config = config_class()
     if entry is not None:
         config = _apply_entry(config, entry, stage1)
     if text_name_or_path:
@@ -179,16 +185,26 @@ def load_pretrained(
     # Weights first, then the model: a file that cannot be read (untrusted, incomplete, unknown layout) is
     # reported at once, not after a ViT-g is built. Safetensors are memory-mapped, so this costs no extra memory.
     heads = config.vision_config.num_heads
-    weights: dict[str, np.ndarray] = {}
-    for part in _weight_sources(source, config, entry, trust_pickle):
-        weights.update(convert_state_dict(_read(part), part.layout, num_heads=heads, llm_type=config.llm_type))
-    if not stage1 and not any(k.startswith("language_model.") for k in weights) and config.text_name_or_path:
-        weights.update(_llm_weights(config.text_name_or_path, config.llm_type, trust_pickle))
-    if stage1:  # stage-1 models name the Q-Former heads at the top level, as QFormerForPretraining does
-        weights = {k: v for k, v in weights.items() if not k.startswith(("language_", "opt_", "t5_"))}
-    weights = _fit_vision(weights, config)
+    parts = _weight_sources(source, config, entry, trust_pickle)
+
+    def converted(files: list[Path] | None = None) -> dict[str, np.ndarray]:
+        weights: dict[str, np.ndarray] = {}
+        for part in parts:
+            state = _read(part, files)
+            weights.update(convert_state_dict(state, part.layout, num_heads=heads, llm_type=config.llm_type))
+        if not stage1 and not any(k.startswith("language_model.") for k in weights) and config.text_name_or_path:
+            weights.update(_llm_weights(config.text_name_or_path, config.llm_type, trust_pickle, files))
+        if stage1:  # stage-1 models name the Q-Former heads at the top level, as QFormerForPretraining does
+            weights = {k: v for k, v in weights.items() if not k.startswith(("language_", "opt_", "t5_"))}
+        return _fit_vision(weights, config)
+
+    files: list[Path] = []
+    weights = converted(files)
     with _without_random_init():  # every parameter gets the checkpoint's values: no memory, no time for others
         model = model_class(config)
+    if not plan.on_gpu:  # what CPU parameters cannot take as it is comes converted from the cache, memory-mapped
+        recipe = {"layouts": [part.layout for part in parts], "heads": heads, "llm": config.llm_type}
+        weights = weights_cache.for_model(model, weights, files, recipe, converted)
     # CPU bf16: the image side is loaded and compiled first, and its dygraph weights freed before the LLM's are
     # set, so the two never add up (see ``precision``).
     parts = (IMAGE_SIDE, ("language_model",)) if plan.compile_image_side else (None,)
@@ -266,7 +282,7 @@ def _assign_part(
     """Set the weights of ``model``'s top-level ``children`` (all of it when None), taking them out of ``weights``;
     adds what it missed to ``report``. Where it is the last part, keys left over are unexpected."""
     if children is None:
-        part = assign_weights(model, weights, source, dtypes, consume=True)
+        part = assign_weights(model, weights, source, dtypes, consume=True, share_memory=True)
         report.missing += part.missing
         report.unexpected += part.unexpected
         return
@@ -274,7 +290,7 @@ def _assign_part(
         prefix = child + "."
         own = {k[len(prefix) :]: weights.pop(k) for k in list(weights) if k.startswith(prefix)}
         plan = {k[len(prefix) :]: v for k, v in dtypes.items() if k.startswith(prefix)}
-        part = assign_weights(getattr(model, child), own, source, plan, consume=True)
+        part = assign_weights(getattr(model, child), own, source, plan, consume=True, share_memory=True)
         report.missing += [prefix + k for k in part.missing]
         report.unexpected += [prefix + k for k in part.unexpected]
     if "language_model" in children:  # the last part
