@@ -25,6 +25,7 @@ PACKAGES = [
     "qformer",
     "blip2-data",
     "blip2-core",
+    "instructblip",
     "blip2-train",
     "blip2-eval",
     "blip2-shapes",
@@ -32,7 +33,7 @@ PACKAGES = [
 STANDALONE = ["encoder-common", "eva-vit", "qformer"]
 # The one package of ours that the STANDALONE ones depend on; not on PyPI, so standalone builds its wheel too.
 ENCODER_COMMON = "encoder-common"
-PARITY_PACKAGES = ["eva-vit", "qformer", "blip2-core"]
+PARITY_PACKAGES = ["eva-vit", "qformer", "blip2-core", "instructblip"]
 # Tests against the golden fixtures: the reference's outputs, and the checkpoint layouts' real key sets
 PARITY_TESTS = ["test_parity.py", "test_layouts.py"]
 # The reference implementation, test-only: the CPU torch wheel on this machine and transformers 4.x

@@ -60,3 +60,20 @@ T5 = dict(
     eos_token_id=1,
     bos_token_id=1,
 )
+# InstructBLIP's Vicuna, tiny: LLaMA (RMSNorm, rotary positions, SwiGLU), two key-value heads for four query heads
+LLAMA = dict(
+    model_type="llama",
+    vocab_size=100,
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    rms_norm_eps=1e-6,
+    hidden_act="silu",
+    tie_word_embeddings=False,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)

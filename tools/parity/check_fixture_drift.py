@@ -28,6 +28,7 @@ HOMES = {
     "stage1": ROOT / "packages/blip2-core/tests/fixtures/stage1",
     "opt": ROOT / "packages/blip2-core/tests/fixtures/opt",
     "t5": ROOT / "packages/blip2-core/tests/fixtures/t5",
+    "instructblip": ROOT / "packages/instructblip/tests/fixtures",
 }
 FIXTURE_SUFFIXES = (".safetensors", ".pth", ".json")
 # The parity tests' own tolerance: a difference below it cannot change what they conclude.

@@ -6,7 +6,8 @@ paddle tests load the weights and must reproduce the outputs.
 
     python tools/parity/make_fixtures.py --out DIR
 
-writes DIR/vision/*, DIR/qformer/*, DIR/stage1/*, DIR/opt/* and DIR/t5/*. The committed copies live in each
+writes DIR/vision/*, DIR/qformer/*, DIR/stage1/*, DIR/opt/*, DIR/t5/* and DIR/instructblip/{t5,llama}/*
+(``instructblip_fixtures.py``). The committed copies live in each
 package's tests/fixtures (``check_fixture_drift.py`` compares the two and can refresh them).
 
 The LAVIS and PaddleMIX files carry the key sets of the real ones, extra buffers and unused weights included
@@ -579,6 +580,9 @@ def main() -> None:
     vision_fixtures(args.out / "vision")
     qformer_fixtures(args.out / "qformer")
     main_with_llms(args.out)
+    from instructblip_fixtures import main_instructblip  # imports this module's helpers
+
+    main_instructblip(args.out)
     print(f"fixtures written to {args.out} (transformers {transformers.__version__}, torch {torch.__version__})")
 
 

@@ -25,7 +25,9 @@ def test_text_config_fills_hf_token_defaults_and_round_trips(fixtures_dir):
 
 
 def test_text_config_errors_say_what_is_wrong():
-    with pytest.raises(ValueError, match="unsupported language model type 'llama'"):
+    with pytest.raises(ValueError, match="unsupported language model type 'gpt2'"):
+        TextConfig.from_dict({"model_type": "gpt2", "vocab_size": 10})
+    with pytest.raises(ValueError, match="the llama text_config lacks hidden_size"):
         TextConfig.from_dict({"model_type": "llama", "vocab_size": 10})
     with pytest.raises(ValueError, match="the t5 text_config lacks d_kv, d_ff"):
         TextConfig.from_dict({"model_type": "t5", "vocab_size": 10, "d_model": 8, "num_layers": 1, "num_heads": 2})

@@ -30,20 +30,21 @@ def run_evaluation(args: argparse.Namespace) -> int:
 def run_generation(args: argparse.Namespace, spec: EvalDataset, dataset: Any, files: list[str]) -> int:
     from .generation_tasks import CaptionTask, VqaTask
     from .model_io import bundle_for_run, lavis_eos_token_ids
-    from .settings import settings_from_args
+    from .settings import settings_from_args, with_model_prompt
 
     process = current_process()
     bundle = bundle_for_run(args, stage1=False)
     model, tokenizer, processor = bundle.model, bundle.tokenizer, bundle.image_processor
     eos = lavis_eos_token_ids(model, tokenizer)
-    settings = settings_from_args(args).for_model(spec.task, model.config.llm_type, eos)
+    settings = with_model_prompt(settings_from_args(args), spec.task, model, getattr(args, "prompt", None))
+    settings = settings.for_model(spec.task, model.config.llm_type, eos, bundle.model_type)
     lemmatizer = None
     if spec.lemmatize:
         from .lemmatize import Lemmatizer
 
         lemmatizer = Lemmatizer()
     task = (
-        CaptionTask(model, tokenizer, settings)
+        CaptionTask(model, tokenizer, settings, bundle.qformer_tokenizer)
         if spec.task == "caption"
         else VqaTask(model, tokenizer, settings, lemmatizer, bundle.qformer_tokenizer)
     )

@@ -22,8 +22,10 @@ def encode_prompts(tokenizer: Any, texts: list[str], left_pad: bool) -> tuple[An
 class CaptionTask:
     key = "image_id"
 
-    def __init__(self, model: Any, tokenizer: Any, settings: GenerationSettings) -> None:
+    def __init__(self, model: Any, tokenizer: Any, settings: GenerationSettings, qformer_tokenizer: Any = None) -> None:
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        # a model whose prompt is an instruction (InstructBLIP) reads it in its Q-Former too
+        self.qformer_tokenizer = qformer_tokenizer if getattr(model, "prompt_is_instruction", False) else None
 
     def __call__(self, batch: dict[str, Any]) -> list[dict]:
         import paddle
@@ -31,10 +33,14 @@ class CaptionTask:
         pixels = paddle.to_tensor(batch["pixel_values"])
         count = len(batch["image_id"])
         ids = mask = None
+        text: dict[str, Any] = {}
         if self.settings.prompt:
             left_pad = self.model.language_model.is_decoder_only
             ids, mask = encode_prompts(self.tokenizer, [self.settings.prompt] * count, left_pad)
-        out = self.model.generate(pixels, ids, mask, **self.settings.generate_kwargs())
+        if self.qformer_tokenizer is not None:
+            qformer_ids, qformer_mask = encode_prompts(self.qformer_tokenizer, [self.settings.prompt] * count, False)
+            text = {"qformer_input_ids": qformer_ids, "qformer_attention_mask": qformer_mask}
+        out = self.model.generate(pixels, ids, mask, **text, **self.settings.generate_kwargs())
         captions = self.tokenizer.batch_decode(out.numpy().tolist(), skip_special_tokens=True)
         # LAVIS scores the continuation alone (the prompt is not part of the caption)
         return [{"image_id": int(i), "caption": c.strip()} for i, c in zip(batch["image_id"], captions)]

@@ -54,7 +54,9 @@ def lavis_eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
     """LAVIS ends OPT generations at "\\n" alone (its eos for OPT); other LLMs, and vocabularies without a
     single newline token, keep the model's own eos ids."""
     own = tuple(model.generation_config.eos_token_id)
-    if not model.language_model.is_decoder_only:
+    llm_type = getattr(getattr(model, "config", None), "llm_type", None)
+    # FlanT5, and Vicuna (LAVIS's blip2_vicuna_instruct ends at </s>): their own eos
+    if not model.language_model.is_decoder_only or llm_type not in (None, "opt"):
         return own
     try:
         newline = list(tokenizer("\n", add_special_tokens=False)["input_ids"])

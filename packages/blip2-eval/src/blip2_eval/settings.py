@@ -30,9 +30,12 @@ class GenerationSettings(DecodingSettings):
 
     prompt: str = ""
 
-    def for_model(self, task: str, llm_type: str, eos_token_id: tuple[int, ...]) -> GenerationSettings:
-        """Every field pinned: the task's defaults for ``llm_type``, and ``eos_token_id`` where none was set."""
-        settings = self.resolved(task, llm_type)
+    def for_model(
+        self, task: str, llm_type: str, eos_token_id: tuple[int, ...], model_type: str = "blip-2"
+    ) -> GenerationSettings:
+        """Every field pinned: the task's defaults for ``llm_type`` (and the model type, e.g. InstructBLIP's own),
+        and ``eos_token_id`` where none was set."""
+        settings = self.resolved(task, llm_type, model_type)
         if settings.eos_token_id is None:
             settings = dataclasses.replace(settings, eos_token_id=tuple(eos_token_id))
         return settings
@@ -95,6 +98,16 @@ def add_generation_arguments(parser: argparse.ArgumentParser, task: str) -> None
         "lavis-current (captions with its CaptionTask's repetition penalty 1.15 and length penalty 0), paddlemix "
         "(greedy, as PaddleMIX's own evaluation decodes)",
     )
+
+
+def with_model_prompt(settings: GenerationSettings, task: str, model: Any, given: str | None) -> GenerationSettings:
+    """A model whose prompt is an instruction (InstructBLIP) is evaluated with its own prompts, as LAVIS evaluates it
+    (``lavis/projects/instructblip/*_eval.yaml``: the model's ``vqa_prompt`` / ``caption_prompt``), unless
+    ``--prompt`` was given."""
+    if given is not None or not getattr(model, "prompt_is_instruction", False):
+        return settings
+    prompt = getattr(model, "vqa_prompt" if task == "vqa" else "caption_prompt", settings.prompt)
+    return dataclasses.replace(settings, prompt=prompt)
 
 
 def settings_from_args(args: argparse.Namespace) -> GenerationSettings:

@@ -1,7 +1,7 @@
 """HF transformers layout of whole BLIP-2 checkpoints (``Salesforce/blip2-*``) and their config.json.
 
 ``vision_model.*`` (the encoder; its ``post_layernorm`` is our ``ln_vision``), ``query_tokens``,
-``qformer.*``, ``language_projection``, ``language_model.*`` (HF OPT / T5 names); retrieval models add
+``qformer.*``, ``language_projection``, ``language_model.*`` (HF OPT / T5 / LLaMA names); retrieval models add
 ``embeddings.*``, ``vision_projection``, ``text_projection``, ``itm_head``. Torch Linear weights are [out, in].
 The vision and Q-Former key names are mapped by their own packages; the LLM's here.
 """
@@ -64,6 +64,17 @@ def llm_from_hf(sd: dict[str, np.ndarray], model_type: str) -> dict[str, np.ndar
                 out["unknown:" + key] = value
         if "lm_head.decoder_weight" not in out and "opt.embeddings.word_embeddings.weight" in out:
             out["lm_head.decoder_weight"] = out["opt.embeddings.word_embeddings.weight"]  # tied in OPT
+    elif model_type == "llama":
+        for key, value in sd.items():
+            if key == "lm_head.weight":
+                out["lm_head.weight"] = value.T  # paddlenlp's head is [hidden, vocab]
+            elif key.startswith("model."):
+                linear = value.ndim == 2 and key.endswith("_proj.weight")
+                out["llama." + key[len("model.") :]] = value.T if linear else value
+            else:
+                out["unknown:" + key] = value
+        if "lm_head.weight" not in out and "llama.embed_tokens.weight" in out:  # tie_word_embeddings
+            out["lm_head.weight"] = out["llama.embed_tokens.weight"].T
     elif model_type == "t5":
         for key, value in sd.items():
             if key == "lm_head.weight":

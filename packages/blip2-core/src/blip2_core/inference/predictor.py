@@ -55,19 +55,25 @@ class Predictor:
         return self.processor(image)
 
     def caption(self, pixels: Sequence[np.ndarray], prompt: str, settings: GenerationSettings) -> list[str]:
-        """One caption per image, continuing ``prompt`` (whose words stay in front)."""
+        """One caption per image, continuing ``prompt`` (whose words stay in front); for a model whose prompt is an
+        instruction (InstructBLIP, ``prompt_is_instruction``) the answer to it, the instruction read by the
+        Q-Former too."""
         import paddle
 
         from ..model.modeling import tokenize
 
-        input_ids, mask = tokenize(
-            self.tokenizer, [prompt] * len(pixels), left_pad=self.model.language_model.is_decoder_only
-        )
+        prompts = [prompt] * len(pixels)
+        input_ids, mask = tokenize(self.tokenizer, prompts, left_pad=self.model.language_model.is_decoder_only)
+        instructed = self.model.prompt_is_instruction
+        qformer = {}
+        if instructed and self.qformer_tokenizer is not None:
+            qformer_ids, qformer_mask = tokenize(self.qformer_tokenizer, prompts, left_pad=False)
+            qformer = {"qformer_input_ids": qformer_ids, "qformer_attention_mask": qformer_mask}
         ids = self.model.generate(
-            paddle.to_tensor(np.stack(pixels)), input_ids, mask, **self.settings_for("caption", settings)
+            paddle.to_tensor(np.stack(pixels)), input_ids, mask, **qformer, **self.settings_for("caption", settings)
         )
         texts = [t.strip() for t in self.tokenizer.batch_decode(ids.numpy().tolist(), skip_special_tokens=True)]
-        return [f"{prompt.strip()} {text}".strip() if prompt else text for text in texts]
+        return [f"{prompt.strip()} {text}".strip() if prompt and not instructed else text for text in texts]
 
     def answer(self, pixels: Sequence[np.ndarray], questions: Sequence[str], settings: GenerationSettings) -> list[str]:
         """VQA (zero-shot, or the question also in the Q-Former for a model fine-tuned so): one question per image,
@@ -99,6 +105,7 @@ class Predictor:
             "image_size": config.vision_config.image_size,
             "llm": config.text_name_or_path,
             "decoder_only": self.model.language_model.is_decoder_only,
+            "model_type": self.bundle.model_type,
             "question_in_qformer": bool(config.qformer_text_input),
             "caption_defaults": self.settings_for("caption"),
             "answer_defaults": self.settings_for("vqa"),
@@ -121,7 +128,8 @@ class Predictor:
             texts = [pre_question(text) for text in texts]  # as answer() sends them
         max_positions, prompt_tokens = None, 0
         if self.model.language_model.is_decoder_only:
-            prompts = [VQA_PROMPT.format(text) for text in texts] if task == "vqa" else list(texts)
+            template = getattr(self.model, "vqa_prompt", VQA_PROMPT)
+            prompts = [template.format(text) for text in texts] if task == "vqa" else list(texts)
             max_positions = config.text_config.max_position_embeddings
             prompt_tokens = config.num_query_tokens + _longest(self.tokenizer, prompts)
         resolved.check(max_positions=max_positions, prompt_tokens=prompt_tokens)

@@ -27,6 +27,11 @@ class ModelBundle:
     name: str = ""
 
     @property
+    def model_type(self) -> str:
+        """config.json's model type ("blip-2", or another model built on the same parts, e.g. "instructblip")."""
+        return getattr(self.model.config, "model_type", "blip-2")
+
+    @property
     def llm_type(self) -> str | None:
         return getattr(self.model.config, "llm_type", None) if hasattr(self.model, "language_model") else None
 
@@ -34,7 +39,7 @@ class ModelBundle:
         """``settings`` (default: all defaults) resolved for ``task`` ("caption" / "vqa") and this model's LLM."""
         if self.llm_type is None:
             raise ValueError(f"{self.name}: a stage-1 model generates no text")
-        return (settings or GenerationSettings()).resolved(task, self.llm_type)
+        return (settings or GenerationSettings()).resolved(task, self.llm_type, self.model_type)
 
 
 def load_bundle(
@@ -64,6 +69,8 @@ def load_bundle(
     if embedded is not None:  # blip2-shapes: its folder, where its tokenizers are too
         name = str(embedded)
     model_class = Blip2Qformer if stage1 else Blip2ForConditionalGeneration
+    if not stage1:  # a checkpoint of another model on the same parts builds its own class (``model_types``)
+        model_class = _model_type(name).load_class()
     kwargs: dict[str, Any] = {"trust_pickle": trust_pickle, "allow_missing_weights": allow_missing_weights}
     if not stage1:
         kwargs.update(text_name_or_path=llm, dtype=None if dtype == "float32" else dtype)
@@ -97,3 +104,18 @@ def image_processor_for(model: Any, directory: str | os.PathLike, image_size: in
         return ImageProcessor.from_pretrained(config_file.parent, train=False)
     size = image_size or model.config.vision_config.image_size
     return ImageProcessor(ImageProcessorConfig(image_size=size), train=False)
+
+
+def _model_type(name: str) -> Any:
+    """The model type of a known name or local directory (``model_types.for_checkpoint``), or of a Hub repo not in
+    the table, by its config.json (fetched alone: the weights follow only once the class is known)."""
+    from . import hub, model_names
+    from .model_types import BLIP2, for_checkpoint
+
+    found = for_checkpoint(name)
+    if found is not BLIP2 or Path(name).expanduser().exists() or model_names.lookup(name) or "/" not in name:
+        return found
+    try:
+        return for_checkpoint(hub.resolve(name, allow_patterns=["config.json"]))
+    except (OSError, ValueError):  # not reachable now: the loader says why, in its own words
+        return found

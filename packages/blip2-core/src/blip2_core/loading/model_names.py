@@ -21,13 +21,14 @@ Fetching the weights is :mod:`blip2_core.loading.fetching`'s job.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 
 LAVIS_BLIP2 = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2"
 PADDLEMIX = "https://bj.bcebos.com/v1/paddlenlp/models/community/paddlemix"
 EVA_VIT_G_URL = f"{LAVIS_BLIP2}/eva_vit_g.pth"
 
-KINDS = ("stage1", "stage2-pretrained", "stage2-caption", "vision-encoder")
+KINDS = ("stage1", "stage2-pretrained", "stage2-caption", "vision-encoder", "instruction-tuned")
 LAYOUTS = ("hf", "lavis", "paddlemix")
 
 
@@ -283,26 +284,38 @@ _TABLE = (
         **_FLANT5_XL_COCO,
     ),
 )
-_BY_NAME = {n: e for e in _TABLE for n in (e.name, *e.aliases)}
-_BY_FOLDED_NAME = {n.lower(): e for n, e in _BY_NAME.items()}
-# Name spaces of names that are not Hub repos themselves (PaddleMIX's and LAVIS's names).
-_RESERVED_NAMESPACES = {n.partition("/")[0].lower() for n, e in _BY_NAME.items() if "/" in n and n != e.source}
+
+
+@functools.lru_cache(maxsize=1)
+def _index() -> tuple[dict[str, ModelEntry], dict[str, ModelEntry], set[str]]:
+    """By name, by case-folded name, and the name spaces of names that are not Hub repos themselves (PaddleMIX's
+    and LAVIS's names); over BLIP-2's table and the names the installed model types add (``model_types``)."""
+    from .model_types import extra_model_entries
+
+    by_name = {n: e for e in (*_TABLE, *extra_model_entries()) for n in (e.name, *e.aliases)}
+    folded = {n.lower(): e for n, e in by_name.items()}
+    reserved = {n.partition("/")[0].lower() for n, e in by_name.items() if "/" in n and n != e.source}
+    return by_name, folded, reserved
 
 
 def all_entries() -> list[ModelEntry]:
-    """Every known model, in table order (vision encoder, stage 1, then stage 2 by LLM)."""
-    return list(_TABLE)
+    """Every known model, in table order (vision encoder, stage 1, then stage 2 by LLM), then the names the
+    installed model types add (InstructBLIP's, where blip2-instructblip is installed)."""
+    from .model_types import extra_model_entries
+
+    return [*_TABLE, *extra_model_entries()]
 
 
 def lookup(name: str) -> ModelEntry | None:
     """The entry for a known name or alias (case-insensitive), or None for anything else (a path, a repo id)."""
     name = name.strip().rstrip("/")
-    return _BY_NAME.get(name) or _BY_FOLDED_NAME.get(name.lower())
+    by_name, folded, _ = _index()
+    return by_name.get(name) or folded.get(name.lower())
 
 
 def similar_names(name: str, count: int = 3) -> list[str]:
     """The known names closest to ``name`` (a typo, a missing suffix), best first."""
-    folded = {n.lower(): n for n in _BY_NAME}
+    folded = {n.lower(): n for n in _index()[0]}
     return [folded[n] for n in difflib.get_close_matches(name.strip().lower(), folded, n=count, cutoff=0.6)]
 
 
@@ -310,7 +323,7 @@ def is_misspelt_name(name: str) -> bool:
     """True for a name under ``paddlemix/``, ``blip2_opt/`` or another name space of PaddleMIX's and LAVIS's
     names (not Hub accounts) that is not in the table, nor a folder of one: a typo, not a Hub repo to try."""
     parts = name.strip().strip("/").split("/")
-    return parts[0].lower() in _RESERVED_NAMESPACES and lookup("/".join(parts[:2])) is None
+    return parts[0].lower() in _index()[2] and lookup("/".join(parts[:2])) is None
 
 
 def format_table(entries: list[ModelEntry] | None = None, descriptions: bool = False) -> str:

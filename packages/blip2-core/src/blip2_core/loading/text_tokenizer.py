@@ -22,6 +22,7 @@ TOKENIZER_FILES = [
     "tokenizer.json",
     "spiece.model",
     "vocab.txt",
+    "tokenizer.model",
 ]
 # The Q-Former's BERT tokenizer inside a model directory whose Q-Former reads the question (config
 # qformer_text_input, written by blip2-train finetune-vqa).
@@ -29,7 +30,8 @@ QFORMER_TOKENIZER_DIR = "qformer_tokenizer"
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
-    """A paddlenlp tokenizer for an OPT (GPT-2 BPE), FlanT5 (SentencePiece) or BERT (WordPiece) vocabulary."""
+    """A paddlenlp tokenizer for an OPT (GPT-2 BPE), FlanT5 or LLaMA (SentencePiece) or BERT (WordPiece)
+    vocabulary."""
     directory = hub.resolve(name_or_path, allow_patterns=TOKENIZER_FILES)
     if not directory.is_dir():
         raise ValueError(f"{directory}: a tokenizer is loaded from a directory")
@@ -45,13 +47,15 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
         if not (directory / "spiece.model").exists():
             raise FileNotFoundError(f"{directory}: a T5 tokenizer needs spiece.model")
         return T5Tokenizer(str(directory / "spiece.model"), **_present(special, "eos_token", "unk_token", "pad_token"))
+    if kind == "LlamaTokenizer" or (directory / "tokenizer.model").exists():
+        return _llama(directory, config, special)
     if kind == "BertTokenizer" or (directory / "vocab.txt").exists():
         from paddlenlp.transformers import BertTokenizer
 
         return BertTokenizer(str(directory / "vocab.txt"), do_lower_case=config.get("do_lower_case", True))
     raise TokenizerNotFoundError(
         f"{directory} has no tokenizer files: an OPT tokenizer is vocab.json + merges.txt (or tokenizer.json), "
-        f"a FlanT5 one spiece.model, a BERT one vocab.txt"
+        f"a FlanT5 one spiece.model, a LLaMA one tokenizer.model, a BERT one vocab.txt"
     )
 
 
@@ -92,6 +96,10 @@ def qformer_tokenizer_for_model(
     if not model.config.qformer_text_input:
         return None
     name = os.fspath(name_or_path)
+    # a model type whose published files may lack qformer_tokenizer/ (LAVIS's .pth) names the tokenizer it used
+    fallback = getattr(model, "default_qformer_tokenizer", None)
+    if not qformer_tokenizer and fallback and not _has_qformer_tokenizer(name):
+        qformer_tokenizer = fallback
     if qformer_tokenizer:
         candidate: str | Path = qformer_tokenizer
     elif Path(name).exists():
@@ -111,6 +119,31 @@ def qformer_tokenizer_for_model(
             f"(or pass the Q-Former's tokenizer directory)"
         )
     return load_tokenizer(candidate)
+
+
+def _has_qformer_tokenizer(name: str) -> bool:
+    """Whether ``name`` is a local model directory with a qformer_tokenizer/, or a Hub id (which may have one)."""
+    path = Path(name).expanduser()
+    if path.exists():
+        return (path / QFORMER_TOKENIZER_DIR / "vocab.txt").is_file()
+    from .model_names import lookup
+
+    return lookup(name) is None or not lookup(name).is_url
+
+
+def _llama(directory: Path, config: dict[str, Any], special: dict[str, str]) -> Any:
+    from paddlenlp.transformers import LlamaTokenizer
+
+    tokens = _present(special, "bos_token", "eos_token", "unk_token", "pad_token")
+    tokenizer = LlamaTokenizer(
+        str(directory / "tokenizer.model"),
+        add_bos_token=bool(config.get("add_bos_token", True)),
+        add_eos_token=bool(config.get("add_eos_token", False)),
+        **tokens,
+    )
+    if tokenizer.pad_token_id is None:  # LLaMA has no padding token; padded positions are masked anyway
+        tokenizer.pad_token = tokenizer.unk_token
+    return tokenizer
 
 
 class TokenizerNotFoundError(FileNotFoundError):

@@ -23,6 +23,12 @@ from .language_model import LanguageModel, reorder_cache
 class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
     """Captioning and visual question answering: the Q-Former's query outputs, projected, prefix the LLM input."""
 
+    config_class = Blip2Config  # what from_pretrained reads config.json with
+    # A caption prompt is words the caption continues (LAVIS's "a photo of"); a model whose prompt is an instruction
+    # that its answer follows (InstructBLIP) sets this, and the tools then neither prefix nor strip the prompt.
+    prompt_is_instruction = False
+    vqa_prompt = VQA_PROMPT  # predict_answers' template for the question
+
     def __init__(self, config: Blip2Config) -> None:
         super().__init__()
         if config.text_config is None:
@@ -219,17 +225,21 @@ class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
         attention_mask: paddle.Tensor | None = None,
         image_features: paddle.Tensor | None = None,
         generation_config: GenerationConfig | None = None,
+        qformer_input_ids: paddle.Tensor | None = None,
+        qformer_attention_mask: paddle.Tensor | None = None,
         **settings: Any,
     ) -> paddle.Tensor:
         """New token ids [batch * num_return_sequences, new] (``pad_token_id`` after EOS).
 
-        ``input_ids``: the prompts, one per image or several per image (left-padded for OPT); without
-        them the LLM starts from its BOS token. ``settings`` override ``generation_config`` fields
-        (max_new_tokens, min_new_tokens, num_beams, do_sample, temperature, top_k, top_p,
-        repetition_penalty, length_penalty, num_return_sequences, eos_token_id, ...).
+        ``input_ids``: the prompts, one per image or several per image (left-padded for a decoder-only LLM);
+        without them the LLM starts from its BOS token. ``qformer_input_ids`` / ``qformer_attention_mask``: text
+        the Q-Former reads beside its queries (one row per image; see ``get_image_features``), e.g. InstructBLIP's
+        instruction. ``settings`` override ``generation_config`` fields (max_new_tokens, min_new_tokens,
+        num_beams, do_sample, temperature, top_k, top_p, repetition_penalty, length_penalty,
+        num_return_sequences, eos_token_id, ...).
         """
         config = dataclasses.replace(generation_config or self.generation_config, **settings)
-        features = self._image_features(pixel_values, image_features)
+        features = self._image_features(pixel_values, image_features, qformer_input_ids, qformer_attention_mask)
         lm = self.language_model
         if input_ids is None:
             start = lm.bos_token_id if lm.bos_token_id is not None else lm.pad_token_id
@@ -250,7 +260,7 @@ class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
         pixel_values: paddle.Tensor | None,
         questions: Sequence[str],
         tokenizer: Any,
-        prompt: str = VQA_PROMPT,
+        prompt: str | None = None,
         image_features: paddle.Tensor | None = None,
         num_beams: int = 5,
         max_new_tokens: int = 10,
@@ -259,13 +269,15 @@ class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
         qformer_tokenizer: Any = None,
         **settings: Any,
     ) -> list[str]:
-        """VQA with the paper's settings (beam 5, at most 10 new tokens, length penalty -1).
+        """VQA with the paper's settings (beam 5, at most 10 new tokens, length penalty -1); ``prompt`` (a template
+        for the question) defaults to the model's ``vqa_prompt``.
 
         One question per image; prompts are left-padded for a decoder-only LLM (LAVIS #188: right
         padding wrecks accuracy). A model with ``config.qformer_text_input`` (VQA fine-tuned with the question
         beside the Q-Former's queries) gets each question in the Q-Former too, in ``qformer_tokenizer``'s (BERT)
         tokens; its visual tokens then depend on the question, so ``image_features`` cannot stand in for the pixels.
         """
+        prompt = self.vqa_prompt if prompt is None else prompt
         texts = [prompt.format(question) for question in questions]
         input_ids, attention_mask = tokenize(tokenizer, texts, left_pad=self.language_model.is_decoder_only)
         if self.config.qformer_text_input:
@@ -279,7 +291,8 @@ class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
                     "this model's visual tokens depend on the question (config qformer_text_input): pass "
                     "pixel_values, not image_features"
                 )
-            qformer_ids, qformer_mask = tokenize(qformer_tokenizer, list(questions), left_pad=False)
+            qformer_texts = self.qformer_texts(list(questions), texts)
+            qformer_ids, qformer_mask = tokenize(qformer_tokenizer, qformer_texts, left_pad=False)
             image_features = self._image_features(pixel_values, None, qformer_ids, qformer_mask)
             pixel_values = None
         ids = self.generate(
@@ -294,6 +307,11 @@ class Blip2ForConditionalGeneration(Blip2ModelBase, nn.Layer):
             **settings,
         )
         return [text.strip() for text in tokenizer.batch_decode(ids.numpy().tolist(), skip_special_tokens=True)]
+
+    def qformer_texts(self, questions: list[str], prompts: list[str]) -> list[str]:
+        """What the Q-Former reads when answering: the bare questions (BLIP-2's VQA fine-tuning); a model that
+        reads its whole instruction there (InstructBLIP) returns ``prompts``, the questions in their template."""
+        return questions
 
 
 class _DecoderOnlyStepper:

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from blip2_eva_vit import EvaVitConfig
 from blip2_qformer import QFormerConfig
@@ -27,9 +27,12 @@ FORMAT_NAME = "blip2-paddle"
 class Blip2Config:
     """A BLIP-2 model: EVA-ViT + Q-Former (+ projection and an LLM for stage 2)."""
 
+    # config.json's "model_type": what ``blip2_core.loading.model_types`` builds from it (a model built on the same parts,
+    # such as InstructBLIP, subclasses this config and names its own)
+    model_type: ClassVar[str] = "blip-2"
     vision_config: EvaVitConfig = field(default_factory=EvaVitConfig)
     qformer_config: QFormerConfig = field(default_factory=lambda: QFormerConfig(has_text_input=False))
-    # The LLM's config (model_type "opt" or "t5"); None for a stage-1 model. A dict in HF's form is accepted.
+    # The LLM's config (model_type "opt", "t5" or "llama"); None for a stage-1 model. A dict in HF's form is accepted.
     text_config: TextConfig | None = None
     # Where the LLM's weights and tokenizer live when they are not in this checkpoint (PaddleMIX's config.json names it in "text_config").
     text_name_or_path: str | None = None
@@ -68,7 +71,7 @@ class Blip2Config:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT_NAME,
-            "model_type": "blip-2",
+            "model_type": self.model_type,
             "vision_config": self.vision_config.to_dict(),
             "qformer_config": self.qformer_config.to_dict(),
             "text_config": self.text_config.to_dict() if self.text_config else None,
@@ -87,6 +90,7 @@ class Blip2Config:
     @classmethod
     def from_dict(cls, values: dict[str, Any], stage1: bool = False) -> Blip2Config:
         """Read any of the three dialects. ``stage1`` keeps the Q-Former's text parts (embeddings, text FFN)."""
+        cls._check_model_type(values.get("model_type"))
         if values.get("format") == FORMAT_NAME:
             return cls._from_native(values)
         if paddlemix.is_paddlemix_config(values):
@@ -97,6 +101,21 @@ class Blip2Config:
             "config.json is neither ours, HF's (model_type blip-2 with vision_config.num_hidden_layers) "
             "nor PaddleMIX's (vision_config.depth / *_name_or_path)"
         )
+
+    @classmethod
+    def _check_model_type(cls, declared: Any) -> None:
+        """A config.json of another model built on the same parts (an installed ``blip2_core.loading.model_types`` entry,
+        e.g. InstructBLIP) is not read as this one: its weights would half load."""
+        if not isinstance(declared, str) or declared in ("blip-2", "blip2", cls.model_type):
+            return
+        from ..loading.model_types import BLIP2, by_config_name
+
+        other = by_config_name(declared)
+        if other is not BLIP2 and other.name != cls.model_type:
+            raise ValueError(
+                f"config.json is a {declared!r} model: load it with {other.model_class.replace(':', '.')} "
+                f"(blip2-predict, blip2-serve and blip2-eval pick it by themselves)"
+            )
 
     @classmethod
     def from_file(cls, path: str | Path, stage1: bool = False) -> Blip2Config:

@@ -10,6 +10,9 @@ and task decode the same way in every tool. The defaults are LAVIS's, each with 
   length_penalty=0)``, which ``vqav2_zeroshot_opt_eval.yaml`` does not override);
 - answers, FlanT5: the same with length penalty -1 (``Blip2T5.predict_answers(..., length_penalty=-1)``).
 
+A model built on the same parts (``blip2_core.loading.model_types``) may bring its own table (InstructBLIP's are LAVIS's
+``lavis/projects/instructblip`` yamls); ``resolved`` and ``task_defaults`` take the model type.
+
 Paddle-free: the command-line parsers and the scorers import it.
 """
 
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 TASKS = ("caption", "vqa")
-LLM_TYPES = ("opt", "t5")
+LLM_TYPES = ("opt", "t5", "llama")
 # The widest length penalty we accept: beyond it beam search only ever keeps the shortest or longest beam.
 LENGTH_PENALTY_RANGE = (-5.0, 5.0)
 
@@ -33,6 +36,7 @@ class TaskDefaults:
     min_new_tokens: int
     length_penalty: float
     source: str
+    repetition_penalty: float = 1.0
 
 
 TASK_DEFAULTS: dict[tuple[str, str], TaskDefaults] = {
@@ -40,6 +44,9 @@ TASK_DEFAULTS: dict[tuple[str, str], TaskDefaults] = {
     ("caption", "t5"): TaskDefaults(30, 8, 1.0, "LAVIS caption_coco_flant5 eval yaml; Blip2T5.generate"),
     ("vqa", "opt"): TaskDefaults(10, 1, 0.0, "LAVIS vqav2_zeroshot_opt eval yaml; Blip2OPT.predict_answers"),
     ("vqa", "t5"): TaskDefaults(10, 1, -1.0, "LAVIS vqav2_zeroshot_flant5 eval yaml; Blip2T5.predict_answers"),
+    # no BLIP-2 with LLaMA was published: a decoder-only LLM decodes as OPT does
+    ("caption", "llama"): TaskDefaults(30, 8, 1.0, "as OPT's (no published BLIP-2 LLaMA model)"),
+    ("vqa", "llama"): TaskDefaults(10, 1, 0.0, "as OPT's (no published BLIP-2 LLaMA model)"),
 }
 
 
@@ -53,7 +60,7 @@ class GenerationSettings:
     max_new_tokens: int | None = None
     min_new_tokens: int | None = None
     length_penalty: float | None = None
-    repetition_penalty: float = 1.0
+    repetition_penalty: float | None = None
     do_sample: bool = False
     temperature: float = 1.0
     top_k: int = 0
@@ -61,22 +68,18 @@ class GenerationSettings:
     num_return_sequences: int = 1
     eos_token_id: tuple[int, ...] | None = None
 
-    def resolved(self, task: str, llm_type: str) -> GenerationSettings:
-        """Every ``None`` length field filled from the task's defaults for this LLM family (a default minimum
-        never above the maximum asked for)."""
-        defaults = task_defaults(task, llm_type)
-        values = {
-            name: getattr(defaults, name)
-            for name in ("max_new_tokens", "min_new_tokens", "length_penalty")
-            if getattr(self, name) is None
-        }
+    def resolved(self, task: str, llm_type: str, model_type: str = "blip-2") -> GenerationSettings:
+        """Every ``None`` field filled from the task's defaults for this LLM family and model type (a default
+        minimum never above the maximum asked for)."""
+        defaults = task_defaults(task, llm_type, model_type)
+        values = {name: getattr(defaults, name) for name in _RESOLVED if getattr(self, name) is None}
         if "min_new_tokens" in values:
             values["min_new_tokens"] = min(values["min_new_tokens"], self.max_new_tokens or defaults.max_new_tokens)
         return dataclasses.replace(self, **values) if values else self
 
     def generate_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``generate`` / ``predict_answers`` (resolve first)."""
-        unresolved = [n for n in ("max_new_tokens", "min_new_tokens", "length_penalty") if getattr(self, n) is None]
+        unresolved = [n for n in _RESOLVED if getattr(self, n) is None]
         if unresolved:
             raise ValueError(f"{', '.join(unresolved)} unresolved: call resolved(task, llm_type) first")
         values = dataclasses.asdict(self)
@@ -119,9 +122,21 @@ class GenerationSettings:
                 )
 
 
-def task_defaults(task: str, llm_type: str) -> TaskDefaults:
-    if task not in TASKS or llm_type not in LLM_TYPES:
+def task_defaults(task: str, llm_type: str, model_type: str = "blip-2") -> TaskDefaults:
+    """The defaults of ``task`` for a model of ``model_type`` with an ``llm_type`` LLM: the model type's own table
+    (``blip2_core.loading.model_types``) where it has the pair, else BLIP-2's."""
+    table = TASK_DEFAULTS
+    if model_type != "blip-2":
+        from ..loading.model_types import by_config_name
+
+        table = {**TASK_DEFAULTS, **by_config_name(model_type).task_defaults}
+    if task not in TASKS or (task, llm_type) not in table:
         raise ValueError(
-            f"no decoding defaults for task {task!r} with LLM {llm_type!r}: tasks {TASKS}, LLMs {LLM_TYPES}"
+            f"no decoding defaults for task {task!r} with LLM {llm_type!r} ({model_type}): tasks {TASKS}, "
+            f"LLMs {LLM_TYPES}"
         )
-    return TASK_DEFAULTS[(task, llm_type)]
+    return table[(task, llm_type)]
+
+
+# the fields a None resolves from the task's defaults
+_RESOLVED = ("max_new_tokens", "min_new_tokens", "length_penalty", "repetition_penalty")

@@ -1,4 +1,5 @@
-"""The frozen LLM of BLIP-2: paddlenlp's OPT or T5 behind the few calls BLIP-2 makes.
+"""The frozen LLM of BLIP-2: paddlenlp's OPT, LLaMA (Vicuna, as InstructBLIP uses it) or T5 behind the few calls
+BLIP-2 makes.
 
 The text config is kept in HF's form (what ``Salesforce/blip2-*`` config.json files carry), so one
 config describes the LLM whichever framework runs it.
@@ -69,18 +70,61 @@ def _t5_config(text: TextConfig):
     )
 
 
+def _llama_config(text: TextConfig):
+    from paddlenlp.transformers import LlamaConfig
+
+    if text.hidden_act != "silu":
+        raise ValueError(f"paddlenlp's LLaMA supports silu only, not {text.hidden_act!r}")
+    if text.extra.get("rope_scaling"):
+        raise ValueError(f"LLaMA with rope_scaling {text.extra['rope_scaling']!r} is not supported")
+    head_dim = text.extra.get("head_dim")
+    if head_dim not in (None, text.hidden_size // text.num_attention_heads):
+        raise ValueError(f"LLaMA with head_dim {head_dim} != hidden_size / num_attention_heads is not supported")
+    if text.extra.get("attention_bias") or text.extra.get("mlp_bias"):
+        raise ValueError("LLaMA with attention or MLP biases is not supported by paddlenlp's LLaMA")
+    return LlamaConfig(
+        vocab_size=text.vocab_size,
+        hidden_size=text.hidden_size,
+        intermediate_size=text.intermediate_size,
+        num_hidden_layers=text.num_hidden_layers,
+        num_attention_heads=text.num_attention_heads,
+        num_key_value_heads=text.num_key_value_heads or text.num_attention_heads,
+        max_position_embeddings=text.max_position_embeddings,
+        rms_norm_eps=text.rms_norm_eps,
+        rope_theta=text.rope_theta,
+        tie_word_embeddings=text.tie_word_embeddings,
+        pad_token_id=text.pad_token_id,
+        bos_token_id=text.bos_token_id,
+        eos_token_id=text.eos_token_id,
+        use_flash_attention=False,  # the plain attention: it takes our padding masks, on any device
+    )
+
+
+def _positions(attention_mask: paddle.Tensor, length: int) -> paddle.Tensor:
+    """RoPE positions of the last ``length`` tokens: each row counts its own tokens, so left padding takes none
+    (HF's LLaMA generation does the same; rotary attention only sees position differences anyway)."""
+    positions = (attention_mask.astype("int64").cumsum(-1) - 1).clip(min=0)
+    return positions[:, -length:]
+
+
 class LanguageModel(nn.Layer):
-    """paddlenlp ``OPTForCausalLM`` (decoder-only) or ``T5ForConditionalGeneration`` (encoder-decoder)."""
+    """paddlenlp ``OPTForCausalLM`` / ``LlamaForCausalLM`` (decoder-only) or ``T5ForConditionalGeneration``
+    (encoder-decoder)."""
 
     def __init__(self, text_config: TextConfig) -> None:
         super().__init__()
         self.text_config = text_config
         self.is_decoder_only = text_config.is_decoder_only
         self.hidden_size = text_config.width
-        if text_config.is_decoder_only:
+        self.model_type = text_config.model_type
+        if text_config.model_type == "opt":
             from paddlenlp.transformers import OPTForCausalLM
 
             self.model = OPTForCausalLM(_opt_config(text_config))
+        elif text_config.model_type == "llama":
+            from paddlenlp.transformers import LlamaForCausalLM
+
+            self.model = LlamaForCausalLM(_llama_config(text_config))
         else:
             from paddlenlp.transformers import T5ForConditionalGeneration
 
@@ -89,7 +133,10 @@ class LanguageModel(nn.Layer):
                 self._use_exact_gelu()
             self._use_max_distance(text_config.relative_attention_max_distance)
         self.vocab_size = text_config.vocab_size
-        self.pad_token_id = text_config.pad_token_id
+        # LLaMA has no padding token: HF's generate then pads finished rows with EOS, and so do we
+        self.pad_token_id = (
+            text_config.pad_token_id if text_config.pad_token_id is not None else text_config.eos_token_id
+        )
         self.bos_token_id = text_config.bos_token_id
         self.eos_token_id = text_config.eos_token_id
         self.decoder_start_token_id = (
@@ -133,10 +180,12 @@ class LanguageModel(nn.Layer):
         use_cache: bool = False,
         last_only: bool = False,
     ) -> tuple[paddle.Tensor, Cache | None]:
-        """OPT over ``inputs_embeds`` (after the cached positions); ``attention_mask`` covers cache + inputs.
+        """OPT / LLaMA over ``inputs_embeds`` (after the cached positions); ``attention_mask`` covers cache + inputs.
 
         ``last_only``: logits of the last position only, all that decoding needs.
         """
+        if self.model_type == "llama":
+            return self._llama_step(inputs_embeds, attention_mask, cache, use_cache, last_only)
         out = self.model.opt(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -149,6 +198,27 @@ class LanguageModel(nn.Layer):
         # dtype): most of a decoding step on CPU. The same product, without the copy:
         weight = self.model.lm_head.decoder_weight
         logits = paddle.matmul(hidden.astype(weight.dtype), weight, transpose_y=True)
+        return logits, (out.past_key_values if use_cache else None)
+
+    def _llama_step(
+        self,
+        inputs_embeds: paddle.Tensor,
+        attention_mask: paddle.Tensor,
+        cache: Cache | None,
+        use_cache: bool,
+        last_only: bool,
+    ) -> tuple[paddle.Tensor, Cache | None]:
+        out = self.model.llama(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=_positions(attention_mask, inputs_embeds.shape[1]),
+            past_key_values=cache,
+            use_cache=use_cache,
+            return_dict=True,
+        )
+        hidden = out.last_hidden_state[:, -1:] if last_only else out.last_hidden_state
+        weight = self.model.lm_head.weight  # [hidden, vocab] (paddle's orientation; HF's is [vocab, hidden])
+        logits = paddle.matmul(hidden.astype(weight.dtype), weight, transpose_y=self.model.lm_head.transpose_y)
         return logits, (out.past_key_values if use_cache else None)
 
     # -- encoder-decoder ---------------------------------------------------------------------------

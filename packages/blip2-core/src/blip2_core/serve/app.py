@@ -163,9 +163,9 @@ def create_app(
     async def caption(request: Request) -> dict[str, Any]:
         started = time.monotonic()
         parsed, upload = await read_request(request, CaptionRequest)
-        settings = checked(predictor, "caption", parsed, [parsed.prompt])
+        settings = checked(predictor, "caption", parsed, [parsed.text])
         pixels = await images.pixels(parsed, upload, predictor)
-        text = await answer(("caption", parsed.prompt, settings), pixels)
+        text = await answer(("caption", parsed.text, settings), pixels)
         return {
             "caption": text,
             "settings": predictor.settings_for("caption", settings),

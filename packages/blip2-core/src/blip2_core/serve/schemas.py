@@ -61,7 +61,7 @@ class _Generation(_Request):
     length_penalty: Optional[float] = Field(
         None, ge=LENGTH_PENALTY_RANGE[0], le=LENGTH_PENALTY_RANGE[1], description="beam score / length ** this"
     )
-    repetition_penalty: float = Field(1.0, gt=0, le=10)
+    repetition_penalty: Optional[float] = Field(None, gt=0, le=10, description="default: the model's (1.0 for BLIP-2)")
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0, le=10)
     top_k: int = Field(0, ge=0)
@@ -102,6 +102,19 @@ class _Generation(_Request):
 class CaptionRequest(_Generation):
     default_max_new_tokens: ClassVar[int] = TASK_DEFAULTS[("caption", "opt")].max_new_tokens
     prompt: str = Field("", max_length=500, description="text the caption continues, e.g. 'a photo of'")
+    instruction: Optional[str] = Field(
+        None,
+        max_length=500,
+        description="what to do with the image, for an instruction-tuned model (InstructBLIP): read by its Q-Former "
+        "and its LLM, and answered; the same as prompt for such a model, so give one of the two",
+    )
+
+    @property
+    def text(self) -> str:
+        """The prompt, or the instruction (for an instruction-tuned model the prompt is its instruction)."""
+        if self.instruction is not None and self.prompt:
+            raise RequestError(422, "give prompt or instruction, not both")
+        return self.instruction if self.instruction is not None else self.prompt
 
 
 class VqaRequest(_Generation):

@@ -1,6 +1,8 @@
 """HF transformers ``Blip2*`` layout: ``query_tokens``, ``qformer.layernorm``, ``qformer.encoder.layer.i.*``
 (``attention.attention``), ``vision_model.post_layernorm`` (our ``ln_vision``), and for retrieval models
 ``embeddings.*``, ``vision_projection``, ``text_projection``, ``itm_head``. Torch Linear weights.
+HF's ``InstructBlip*`` models keep the Q-Former's text embeddings inside it: ``qformer.embeddings.*`` (their
+LayerNorm is ``qformer.embeddings.layernorm``), with the same layer names.
 HF has no LM head for the Q-Former and no temperature.
 """
 
@@ -20,6 +22,10 @@ TOP = {
     "query_tokens": "qformer.query_tokens",
     "qformer.layernorm.weight": "qformer.embeddings.layer_norm.weight",
     "qformer.layernorm.bias": "qformer.embeddings.layer_norm.bias",
+    "qformer.embeddings.layernorm.weight": "qformer.embeddings.layer_norm.weight",
+    "qformer.embeddings.layernorm.bias": "qformer.embeddings.layer_norm.bias",
+    "qformer.embeddings.word_embeddings.weight": "qformer.embeddings.word_embeddings.weight",
+    "qformer.embeddings.position_embeddings.weight": "qformer.embeddings.position_embeddings.weight",
     "embeddings.word_embeddings.weight": "qformer.embeddings.word_embeddings.weight",
     "embeddings.position_embeddings.weight": "qformer.embeddings.position_embeddings.weight",
     "vision_projection.weight": "vision_proj.weight",
