@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"model directory, checkpoint file, Hub repo id or known name (default: {DEFAULT_MODEL_NAME}, when installed)",
     )
     what = parser.add_mutually_exclusive_group()
-    what.add_argument("--prompt", help="text the caption continues, e.g. 'a photo of' (default: none)")
+    what.add_argument(
+        "--prompt",
+        help="BLIP-2: text the caption continues, e.g. 'a photo of' (default: none); an instruction-tuned model "
+        "(InstructBLIP): the instruction, read by its Q-Former and its LLM, e.g. 'What is unusual about this image?'",
+    )
     what.add_argument("--question", help="ask this about every image (zero-shot VQA: 'Question: {} Answer:')")
     parser.add_argument("--num-beams", type=int, default=5, help="beam width (default: 5, as the paper)")
     parser.add_argument("--max-new-tokens", type=int, help="longest answer/caption in tokens (default: 10 / 30)")
