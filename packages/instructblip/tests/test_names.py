@@ -2,6 +2,7 @@
 blip2_core.model_types entry point, and the tools pick this package's model class by name or by config.json."""
 
 import json
+import shutil
 
 import pytest
 
@@ -46,3 +47,50 @@ def test_a_local_directory_is_dispatched_on_its_model_type(tmp_path):
     assert for_checkpoint(tmp_path).name == "instructblip"
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "blip-2"}))
     assert for_checkpoint(tmp_path).name == "blip-2"
+
+
+@pytest.fixture(scope="module")
+def vicuna_like_tokenizer(tmp_path_factory):
+    """A tiny SentencePiece LLaMA tokenizer (unk 0, <s> 1, </s> 2, as Vicuna's) standing in for lmsys/vicuna-7b-v1.1."""
+    import sentencepiece
+
+    folder = tmp_path_factory.mktemp("vicuna-tokenizer")
+    text = folder / "text.txt"
+    text.write_text("\n".join(f"question {i}: what color is the {w} square? short answer: red" for i, w in
+                              enumerate(["big", "small", "left", "right", "top"] * 20)))  # fmt: skip
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(folder / "tokenizer"), vocab_size=60, model_type="bpe",
+        bos_id=1, eos_id=2, unk_id=0, pad_id=-1,
+    )  # fmt: skip
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
+    return folder
+
+
+def test_lavis_vicuna_names_start_prompts_with_eos_as_lavis_does(vicuna_like_tokenizer):
+    from types import SimpleNamespace
+
+    from blip2_core.loading.text_tokenizer import load_tokenizer, tokenizer_for_model
+
+    model = SimpleNamespace(config=SimpleNamespace(text_name_or_path=str(vicuna_like_tokenizer)))
+    plain = load_tokenizer(vicuna_like_tokenizer)
+    assert plain("what color")["input_ids"][0] == 1  # Vicuna's own <s>
+    lavis = tokenizer_for_model(model, "blip2_vicuna_instruct/vicuna7b")
+    ids = lavis("what color")["input_ids"]
+    assert ids[0] == 2 and ids[1:] == plain("what color")["input_ids"][1:]  # LAVIS's bos "</s>", the rest the same
+    assert lavis.pad_token_id == 2 and lavis.unk_token == "</s>"
+    # HF's instructblip-vicuna repos say so in their tokenizer files: read as HF reads them, and saved so
+    hf_like = vicuna_like_tokenizer.parent / "hf-like"
+    shutil.copytree(vicuna_like_tokenizer, hf_like, dirs_exist_ok=True)
+    (hf_like / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "LlamaTokenizer", "bos_token": "</s>", "unk_token": "</s>"})
+    )
+    assert load_tokenizer(hf_like)("what color")["input_ids"] == ids
+    lavis.save_pretrained(str(hf_like.parent / "saved"))
+    saved = json.loads((hf_like.parent / "saved" / "tokenizer_config.json").read_text())
+    assert saved["tokenizer_class"] == "LlamaTokenizer"
+    assert load_tokenizer(hf_like.parent / "saved")("what color")["input_ids"] == ids
+    # an explicitly passed tokenizer is used as it is
+    assert (
+        tokenizer_for_model(model, "blip2_vicuna_instruct/vicuna7b", str(vicuna_like_tokenizer))("a")["input_ids"][0]
+        == 1
+    )

@@ -32,6 +32,12 @@ _LLMS = {
 }
 
 
+# LAVIS's Blip2VicunaInstruct sets bos, eos and unk to "</s>" on Vicuna's tokenizer (so every prompt starts with
+# "</s>"), as HF's converted instructblip-vicuna repos also do in their tokenizer files. It also adds a [PAD] token
+# (id 32000, a freshly resized embedding row); padding here uses "</s>" instead: padded positions are masked.
+_LAVIS_VICUNA_TOKENS = (("bos_token", "</s>"), ("unk_token", "</s>"), ("pad_token", "</s>"))
+
+
 def _entries() -> tuple[ModelEntry, ...]:
     entries = []
     for llm, (llm_repo, lavis_type, lavis_arch, lavis_file) in _LLMS.items():
@@ -59,6 +65,7 @@ def _entries() -> tuple[ModelEntry, ...]:
                 llm_repo=llm_repo,
                 requires=("eva_vit_g",),
                 also_at=((f"Salesforce/instructblip-{llm}", "hf"),),
+                tokenizer_special_tokens=_LAVIS_VICUNA_TOKENS if lavis_arch == "blip2_vicuna_instruct" else (),
                 **_KIND,
             )
         )

@@ -48,6 +48,9 @@ class ModelEntry:
     requires: tuple[str, ...] = ()  # other entries whose weights this source lacks (e.g. the frozen ViT)
     also_at: tuple[tuple[str, str], ...] = ()  # other (source, layout) publications of the same model
     aliases: tuple[str, ...] = field(default=(), compare=False)
+    # Special tokens the model was trained with in place of its LLM repo's tokenizer's own, for sources whose
+    # tokenizer comes from llm_repo (LAVIS's Vicuna models: bos and unk "</s>", as LAVIS sets them)
+    tokenizer_special_tokens: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_url(self) -> bool:

@@ -6,6 +6,7 @@ FlanT5), so the class is chosen here from ``tokenizer_config.json`` and the voca
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -77,11 +78,27 @@ def tokenizer_for_model(model: Any, name_or_path: str | os.PathLike, tokenizer: 
     errors = []
     for candidate in dict.fromkeys(candidates):
         try:
-            return load_tokenizer(candidate)
+            loaded = load_tokenizer(candidate)
         except (OSError, ValueError) as error:
             errors.append(str(error).replace("\n", "\n    "))
+            continue
+        if candidate != tokenizer:  # a tokenizer passed explicitly is used as it is
+            _with_special_tokens_of_name(loaded, name)
+        return loaded
     tried = "".join(f"\n  - {error}" for error in errors) or "\n  - the model names no LLM whose tokenizer to use"
     raise ValueError(f"no tokenizer for {name}:{tried}\n  pass --tokenizer DIR (the LLM's tokenizer files)")
+
+
+def _with_special_tokens_of_name(tokenizer: Any, name: str) -> None:
+    """A known name whose model was trained with other special tokens than its LLM repo's tokenizer has (its
+    table entry's ``tokenizer_special_tokens``) gets them."""
+    from .model_names import lookup
+
+    entry = lookup(name) if not Path(name).expanduser().exists() else None
+    for token_name, token in entry.tokenizer_special_tokens if entry else ():
+        setattr(tokenizer, token_name, token)
+        if isinstance(getattr(tokenizer, "init_kwargs", None), dict):  # what save_pretrained writes
+            tokenizer.init_kwargs[token_name] = token
 
 
 def qformer_tokenizer_for_model(
@@ -131,11 +148,33 @@ def _has_qformer_tokenizer(name: str) -> bool:
     return lookup(name) is None or not lookup(name).is_url
 
 
-def _llama(directory: Path, config: dict[str, Any], special: dict[str, str]) -> Any:
-    from paddlenlp.transformers import LlamaTokenizer
+@functools.lru_cache(maxsize=1)
+def _llama_tokenizer_class() -> type:
+    from paddlenlp.transformers import LlamaTokenizer as PaddleNLPLlamaTokenizer
 
+    # the same class name, so that a saved tokenizer_config.json names the class HF and paddlenlp know
+    class LlamaTokenizer(PaddleNLPLlamaTokenizer):
+        """paddlenlp's LlamaTokenizer takes the bos and eos ids from the SentencePiece model whatever bos_token and
+        eos_token say; HF's takes the tokens given. HF's instructblip-vicuna repos and LAVIS set bos to "</s>"
+        (every prompt starts with id 2, not 1), so the ids follow the tokens here, as in HF. Saved, the model file
+        is HF's tokenizer.model (paddlenlp's own name, sentencepiece.bpe.model, no LLaMA reader looks for)."""
+
+        resource_files_names = {"vocab_file": "tokenizer.model"}
+
+        @property
+        def bos_token_id(self) -> int | None:
+            return None if self.bos_token is None else self.convert_tokens_to_ids(self.bos_token)
+
+        @property
+        def eos_token_id(self) -> int | None:
+            return None if self.eos_token is None else self.convert_tokens_to_ids(self.eos_token)
+
+    return LlamaTokenizer
+
+
+def _llama(directory: Path, config: dict[str, Any], special: dict[str, str]) -> Any:
     tokens = _present(special, "bos_token", "eos_token", "unk_token", "pad_token")
-    tokenizer = LlamaTokenizer(
+    tokenizer = _llama_tokenizer_class()(
         str(directory / "tokenizer.model"),
         add_bos_token=bool(config.get("add_bos_token", True)),
         add_eos_token=bool(config.get("add_eos_token", False)),
