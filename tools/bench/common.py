@@ -62,6 +62,7 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=DTYPES, default="float32")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--prepare", action="store_true", help="only write what later runs load, time nothing")
+    parser.add_argument("--load-only", action="store_true", help="time the second load alone (no encoding, captions)")
     return parser.parse_args()
 
 

@@ -35,6 +35,10 @@ def main() -> None:
         Blip2ForConditionalGeneration.from_pretrained(model_dir, dtype="bfloat16")
         return
     model, load = timed_load(lambda: Blip2ForConditionalGeneration.from_pretrained(model_dir, dtype=dtype))
+    framework = f"paddle {paddle.__version__} (blip2-core)"
+    if args.load_only:
+        write_result(args, "ours", {"framework": framework, "dtype": args.dtype, "threads": threads, **load})
+        return
     size = vision["image_size"]
     paddle.seed(1)
     pixels = paddle.randn([images, 3, size, size])
@@ -54,7 +58,7 @@ def main() -> None:
 
         generate = timed(caption, args.repeats)
     result = {
-        "framework": f"paddle {paddle.__version__} (blip2-core)",
+        "framework": framework,
         "dtype": args.dtype,
         "runtime": "dygraph" if dtype is None else "Paddle Inference oneDNN bf16 image side, dygraph fp32 LLM",
         "threads": threads,

@@ -31,6 +31,11 @@ def main() -> None:
 
     dtype = getattr(torch, args.dtype)
     model, load = timed_load(lambda: Blip2ForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).eval())
+    framework = f"torch {torch.__version__} (HF transformers)"
+    if args.load_only:
+        write_result(args, "reference", {"framework": framework, "dtype": args.dtype,
+                                         "threads": torch.get_num_threads(), **load})  # fmt: skip
+        return
     size = vision["image_size"]
     pixels = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(1)).to(dtype)
     prompt = torch.full((images, 1), 2, dtype=torch.long)  # OPT's BOS: caption from scratch
@@ -53,7 +58,7 @@ def main() -> None:
 
         generate = timed(caption, args.repeats)
     result = {
-        "framework": f"torch {torch.__version__} (HF transformers)",
+        "framework": framework,
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "images_per_s": images / encode,

@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quiet-load", type=float, default=0.3, help="1-minute load average to wait for")
     parser.add_argument("--quiet-timeout", type=float, default=1800.0, help="seconds to wait, then run marked")
+    parser.add_argument("--load-only", action="store_true", help="time loading alone: no encoding, captions, training")
     args = parser.parse_args()
     env = {**os.environ, "BLIP2_HOME": str(args.work / "blip2-home")}  # ours' compiled bf16 encoders cached here
     ours, reference = sys.executable, args.reference_python
@@ -44,9 +45,10 @@ def main() -> int:
             for dtype in ("float32", "bfloat16"):
                 for side, python, script in sides:
                     command = [python, str(HERE / script), *common, "--dtype", dtype]
+                    command += ["--load-only"] if args.load_only else []
                     record = measured_run(command, env, args.quiet_load, args.quiet_timeout)
                     attach(args.work / size / f"{side}-{dtype}.json", record, round_number)
-            if size not in TRAINING_SIZES:
+            if size not in TRAINING_SIZES or args.load_only:
                 continue
             training = [("train-reference", [reference, str(HERE / "train_reference.py")]),
                         ("train-ours", [ours, str(HERE / "train_ours.py")]),
