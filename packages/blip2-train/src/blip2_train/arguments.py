@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from paddlenlp.trainer import TrainingArguments
 
-RECIPES = ("finetune-caption", "finetune-retrieval", "finetune-vqa")
+RECIPES = ("finetune-caption", "finetune-retrieval", "finetune-vqa", "finetune-instruct")
 STAGES = ("stage1", "stage2", *RECIPES)
 # The pre-training stage whose model (and losses) each command trains.
 BASE_STAGE = {
@@ -19,7 +19,10 @@ BASE_STAGE = {
     "finetune-caption": "stage2",
     "finetune-retrieval": "stage1",
     "finetune-vqa": "stage2",
+    "finetune-instruct": "stage2",
 }
+# The commands whose samples put text (the question, or the instruction) into the Q-Former beside the queries
+QUESTION_STAGES = ("finetune-vqa", "finetune-instruct")
 
 
 @dataclass
@@ -63,13 +66,17 @@ class ModelArguments:
 class DataArguments:
     dataset: list[str] = field(
         default_factory=lambda: ["coco_caption"],
-        metadata={"help": "Dataset names (coco_caption, vg_caption, custom_caption), several at once."},
+        metadata={
+            "help": "Dataset names (coco_caption, vg_caption, custom_caption), several at once; or webdataset "
+            "(tar shards, streamed: needs --max_steps, not mixed with the others)."
+        },
     )
     data_files: Optional[list[str]] = field(
         default=None,
         metadata={
             "help": "coco_karpathy-format data as IMAGE_ROOT,ANNOTATION_JSON pairs, several at once (all of the "
-            "one --dataset, or one per --dataset). Without it the named datasets are downloaded."
+            "one --dataset, or one per --dataset). Without it the named datasets are downloaded. webdataset: shard "
+            "paths, brace patterns ('shards/{00000..00099}.tar') or folders."
         },
     )
     max_txt_len: int = field(default=32, metadata={"help": "Text tokens per caption (LAVIS: 32)."})
@@ -83,6 +90,21 @@ class DataArguments:
             "help": "Train from the frozen ViT's features that blip2-train cache-features wrote to this directory "
             "(no image decoding or ViT forward; needs --freeze_vit true). The features come from the eval transform "
             "(resize), so the random crop and flip of training images do not apply: this is what the speed costs."
+        },
+    )
+    shuffle_buffer: int = field(default=1000, metadata={"help": "webdataset: items in each worker's shuffle buffer."})
+    shuffle_shards: int = field(
+        default=4, metadata={"help": "webdataset: shards each worker reads interleaved into its buffer at a time."}
+    )
+    webdataset_captions: str = field(
+        default="random",
+        metadata={"help": "webdataset: random (each image once per epoch, one of its captions) or all (every one)."},
+    )
+    log_consumed_samples: bool = field(
+        default=False,
+        metadata={
+            "help": "webdataset, for testing and auditing: append each optimizer step's trained sample keys to "
+            "consumed_samples_rank{r}.jsonl in --output_dir (one file per rank)."
         },
     )
     image_augmentation: bool = field(
@@ -187,6 +209,21 @@ class VqaDataArguments(DataArguments):
 
 
 @dataclass
+class InstructModelArguments(VqaModelArguments):
+    """InstructBLIP's instruction tuning: the ViT frozen (as the LLM), 224 px (LAVIS blip2_instruct_*.yaml)."""
+
+    freeze_vit: bool = field(default=True, metadata={"help": "Keep the vision encoder frozen (InstructBLIP: yes)."})
+
+
+@dataclass
+class InstructDataArguments(VqaDataArguments):
+    prompt: str = field(
+        default="{}",
+        metadata={"help": "The LLM prompt around the drawn instruction ({}); the Q-Former reads the instruction."},
+    )
+
+
+@dataclass
 class FinetuneTrainingArguments(Blip2TrainingArguments):
     """LAVIS's caption_coco_ft.yaml: lr 1e-5 -> 0 after 1000 warmup steps from 1e-8, 5 epochs, 16 per GPU,
     gradient checkpointing (the ViT trains)."""
@@ -218,10 +255,16 @@ TRAINING_ARGUMENTS = {
     "finetune-caption": FinetuneTrainingArguments,
     "finetune-retrieval": RetrievalTrainingArguments,
     "finetune-vqa": FinetuneTrainingArguments,
+    "finetune-instruct": FinetuneTrainingArguments,
 }
 MODEL_ARGUMENTS = {
     "finetune-caption": FinetuneModelArguments,
     "finetune-retrieval": FinetuneModelArguments,
     "finetune-vqa": VqaModelArguments,
+    "finetune-instruct": InstructModelArguments,
 }
-DATA_ARGUMENTS = {"finetune-caption": CaptionDataArguments, "finetune-vqa": VqaDataArguments}
+DATA_ARGUMENTS = {
+    "finetune-caption": CaptionDataArguments,
+    "finetune-vqa": VqaDataArguments,
+    "finetune-instruct": InstructDataArguments,
+}

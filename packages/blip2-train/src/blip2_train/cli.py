@@ -14,7 +14,8 @@ from collections.abc import Sequence
 logger = logging.getLogger("blip2_train")
 
 USAGE = (
-    "usage: blip2-train {stage1,stage2,finetune-caption,finetune-retrieval,finetune-vqa,cache-features} "
+    "usage: blip2-train {stage1,stage2,finetune-caption,finetune-retrieval,finetune-vqa,finetune-instruct,"
+    "cache-features} "
     "[--help] [options]"
 )
 CACHE_FEATURES = "cache-features"

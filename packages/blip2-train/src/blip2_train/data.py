@@ -26,15 +26,18 @@ from blip2_data import (
     load_dataset,
     pre_caption,
 )
+from blip2_data.webdataset_source import POSITION_KEY
 
 from .feature_cache import FeatureCache, FeatureCacheError
 
 logger = logging.getLogger(__name__)
 
 REPLACED_KEY = "_replaced"  # notes of bad samples that an item stands in for
+LOGGED_SKIPS_KEY = "_logged_skips"  # bad samples an item stands in for that its source has logged already
 ERROR_KEY = "bad_sample_error"  # a failed item's message, carried to the main process by the batch
 SKIPPED_BATCH_KEY = "resume_skipped_batch"  # a batch a resumed run passes over: nothing is decoded for it
 IMAGE_EMBEDS_KEY = "image_embeds"  # an item's features from the feature cache, in place of its pixels
+KEYS_KEY = "_keys"  # a streamed batch's sample keys as bytes, carried only for --log_consumed_samples
 
 
 class CacheMissError(RuntimeError):
@@ -224,8 +227,9 @@ class TrainingCollator:
     negatives); stage 2 passes ``labels``. ``bad_samples`` counts the skipped samples in the batch.
     """
 
-    def __init__(self, collator: Blip2Collator, stage: str) -> None:
+    def __init__(self, collator: Blip2Collator, stage: str, carry_keys: bool = False) -> None:
         self.collator, self.stage = collator, stage
+        self.carry_keys = carry_keys  # streamed items: their keys too, for --log_consumed_samples
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         if all(SKIPPED_BATCH_KEY in item for item in items):
@@ -236,13 +240,18 @@ class TrainingCollator:
         notes = [note for item in items for note in item.pop(REPLACED_KEY, [])]
         for note in notes:
             logger.warning("skipped a bad sample: %s", note)
+        logged = sum(item.pop(LOGGED_SKIPS_KEY, 0) for item in items)
         batch = self.collator(items)
         inputs = {**image_inputs(batch), "input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         if self.stage == "stage1":
             inputs["image_ids"] = batch["image_id"]
         else:
             inputs["labels"] = batch["labels"]
-        inputs["bad_samples"] = np.asarray([len(notes)], dtype=np.int64)
+        inputs["bad_samples"] = np.asarray([len(notes) + logged], dtype=np.int64)
+        if POSITION_KEY in items[0]:  # streamed items: where each came from, for the trainer to mark consumed
+            inputs[POSITION_KEY] = np.asarray([item[POSITION_KEY] for item in items], dtype=np.int64)
+            if self.carry_keys:
+                inputs[KEYS_KEY] = encode_keys([item["key"] for item in items])
         return inputs
 
 
@@ -260,3 +269,17 @@ def raise_deferred_error(inputs: dict[str, Any]) -> None:
         value = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
         message = bytes(value.astype(np.uint8)).decode("utf-8")
         raise BadSampleError(message)
+
+
+def encode_keys(keys: list[str]) -> np.ndarray:
+    """Keys as a zero-padded uint8 [batch, longest] array (paddle's loader passes only arrays)."""
+    raw = [key.encode("utf-8") for key in keys]
+    out = np.zeros((len(raw), max(len(r) for r in raw)), dtype=np.uint8)
+    for row, data in enumerate(raw):
+        out[row, : len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return out
+
+
+def decode_keys(array: Any) -> list[str]:
+    array = array.numpy() if hasattr(array, "numpy") else np.asarray(array)
+    return [bytes(row).rstrip(b"\0").decode("utf-8") for row in array.astype(np.uint8)]

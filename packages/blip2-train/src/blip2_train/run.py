@@ -9,9 +9,9 @@ from typing import Any
 import paddle
 from paddlenlp.trainer import set_seed
 
-from blip2_data import Blip2Collator, ImageProcessor, ImageProcessorConfig
+from blip2_data import Blip2Collator, DatasetError, ImageProcessor, ImageProcessorConfig
 
-from .arguments import BASE_STAGE, Blip2TrainingArguments, DataArguments, ModelArguments
+from .arguments import BASE_STAGE, QUESTION_STAGES, Blip2TrainingArguments, DataArguments, ModelArguments
 from .cache_features import dataset_samples
 from .checkpoint import (
     ModelFiles,
@@ -24,6 +24,7 @@ from .checkpoint import (
 )
 from .data import TrainingCollator, TrainingSamples, load_training_data
 from .feature_cache import CacheKey, FeatureCache
+from .instruct import InstructTrainingSamples, as_instructblip
 from .models import (
     DEFAULT_STAGE2_MODEL,
     build_stage1_model,
@@ -34,6 +35,7 @@ from .models import (
     resolve_directory,
 )
 from .precision import apply_part_dtypes, part_dtypes
+from .stream import StreamingSamples, is_stream, load_stream
 from .trainer import Blip2Trainer, planned_steps
 from .vqa import VqaCollator, VqaTrainingSamples
 
@@ -68,6 +70,14 @@ def already_finished(value: str | None, resume: str | None, output_dir: str, pla
     return done if resume is not None and checkpoint_step(resume) == done >= planned else None
 
 
+def check_stream_options(stage: str, data_args: DataArguments) -> None:
+    """What training from webdataset shards does not do (refused before anything loads)."""
+    if stage in QUESTION_STAGES:
+        raise DatasetError(f"blip2-train {stage}: webdataset shards hold captions, not questions and answers")
+    if data_args.feature_cache:
+        raise DatasetError("--feature_cache is for map-style datasets; webdataset shards are decoded as they stream")
+
+
 def load_text_tokenizer(stage: str, model_args: ModelArguments, model: Any = None) -> Any:
     """Stage 2: the LLM's tokenizer (the LLM the model names, else the model directory's own files, for an
     embedded LLM); stage 1: the Q-Former's BERT tokenizer."""
@@ -87,7 +97,7 @@ def build_collator(stage: str, tokenizer: Any, model: Any, data_args: DataArgume
     length = data_args.max_txt_len
     if BASE_STAGE[stage] == "stage1":
         return Blip2Collator.for_qformer(tokenizer, max_length=length)
-    target = "text_output" if stage == "finetune-vqa" else "text_input"  # VQA: the answer
+    target = "text_output" if stage in QUESTION_STAGES else "text_input"  # VQA: the answer
     if model.language_model.is_decoder_only:
         return Blip2Collator.for_causal_lm(tokenizer, data_args.prompt, target_key=target, max_length=length)
     if stage == "stage2":  # the paper's prefix LM: each caption split at a random word
@@ -100,7 +110,7 @@ def build_training_collator(
     stage: str, tokenizer: Any, model: Any, data_args: DataArguments, model_args: ModelArguments
 ) -> TrainingCollator:
     collator = build_collator(stage, tokenizer, model, data_args)
-    if stage != "finetune-vqa":
+    if stage not in QUESTION_STAGES:
         return TrainingCollator(collator, BASE_STAGE[stage])
     # the question also enters the Q-Former, in its own (BERT) tokens
     qformer_tokenizer = load_text_tokenizer("stage1", model_args)
@@ -141,14 +151,15 @@ def build_model(stage: str, model_args: ModelArguments) -> Any:
             model_args.freeze_vit,
             model_args.trust_pickle,
         )
-    return build_stage2_model(
+    model = build_stage2_model(
         model_args.model_name_or_path,
         model_args.text_model_name_or_path,
         model_args.image_size,
         model_args.freeze_vit,
         model_args.trust_pickle,
-        qformer_text=stage == "finetune-vqa",
+        qformer_text=stage in QUESTION_STAGES,
     )
+    return as_instructblip(model) if stage == "finetune-instruct" else model
 
 
 def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: Blip2TrainingArguments) -> Any:
@@ -160,8 +171,14 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
 
     # data first: a missing annotation file should not wait for a 1B-parameter model to load
-    dataset = load_training_data(data_args.dataset, data_args.data_files, data_args.skip_bad_samples)
-    planned = planned_steps(len(dataset), args)
+    stream = is_stream(data_args.dataset)
+    if stream:
+        check_stream_options(stage, data_args)
+        dataset = load_stream(data_args.data_files, data_args, args)
+        planned = args.max_steps
+    else:
+        dataset = load_training_data(data_args.dataset, data_args.data_files, data_args.skip_bad_samples)
+        planned = planned_steps(len(dataset), args)
     done = already_finished(args.resume_from_checkpoint, resume, args.output_dir, planned)
     if done is not None:  # a rerun of a finished run: nothing is loaded, trained or written
         logger.info(
@@ -193,16 +210,28 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         logger.info("training from the features of %d images in %s", len(features), data_args.feature_cache)
 
     tokenizer = load_text_tokenizer(BASE_STAGE[stage], model_args, model)
-    samples = (VqaTrainingSamples if stage == "finetune-vqa" else TrainingSamples)(
-        dataset,
-        image_config,
-        seed=args.seed,
-        skip_bad_samples=data_args.skip_bad_samples,
-        split_for_prefix_lm=stage == "stage2" and not model.language_model.is_decoder_only,
-        defer_errors=True,
-        augment=data_args.image_augmentation,
-        features=features,
-    )
+    prefix_lm = stage == "stage2" and not model.language_model.is_decoder_only
+    if stream:
+        samples = StreamingSamples(
+            dataset,
+            image_config,
+            batch_size=args.per_device_train_batch_size,
+            seed=args.seed,
+            split_for_prefix_lm=prefix_lm,
+            augment=data_args.image_augmentation,
+        )
+    else:
+        samples_class = {"finetune-vqa": VqaTrainingSamples, "finetune-instruct": InstructTrainingSamples}
+        samples = samples_class.get(stage, TrainingSamples)(
+            dataset,
+            image_config,
+            seed=args.seed,
+            skip_bad_samples=data_args.skip_bad_samples,
+            split_for_prefix_lm=prefix_lm,
+            defer_errors=True,
+            augment=data_args.image_augmentation,
+            features=features,
+        )
     model_kwargs = {}
     if BASE_STAGE[stage] == "stage1":
         model_kwargs["losses"] = tuple(name.strip() for name in model_args.stage1_losses.split(",") if name.strip())
@@ -210,11 +239,12 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         if frozen:
             logger.info("not trained (their losses are off): %s", ", ".join(frozen))
     collator = build_training_collator(stage, tokenizer, model, data_args, model_args)
+    collator.carry_keys = stream and data_args.log_consumed_samples
     files = ModelFiles(
         tokenizer=tokenizer,
         image_processor=ImageProcessor(image_config),
         # the question's Q-Former (BERT) tokens: kept beside the LLM's tokenizer
-        qformer_tokenizer=collator.qformer_collator.tokenizer if stage == "finetune-vqa" else None,
+        qformer_tokenizer=collator.qformer_collator.tokenizer if stage in QUESTION_STAGES else None,
         weights_from=starting_models(stage, model_args),
     )
     trainer = Blip2Trainer(
@@ -224,6 +254,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         data_collator=collator,
         model_kwargs=model_kwargs,
         model_files=files,
+        log_consumed_samples=stream and data_args.log_consumed_samples,
     )
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.check_finite_weights("the final model")

@@ -34,6 +34,7 @@ from .checkpoint import (
 from .data import GlobalBatchSampler, raise_deferred_error
 from .optimizer import build_adamw
 from .schedule import WarmupCosineSchedule
+from .stream import CONSUMED_LOG, StreamCallback, StreamingSamples, StreamLoader, save_data_state
 from .vqa import ANSWER_WEIGHTS_KEY, weighted_answer_loss
 
 logger = logging.getLogger(__name__)
@@ -55,10 +56,10 @@ def planned_steps(samples: int, args: Any) -> int:
     return args.max_steps if args.max_steps > 0 else int(per_epoch * args.num_train_epochs)
 
 
-def trim_train_log(output_dir: str | os.PathLike, step: int) -> None:
+def trim_train_log(output_dir: str | os.PathLike, step: int, name: str = TRAIN_LOG) -> None:
     """Keep the log entries of steps up to ``step``: a run resumed there (0: a fresh start) logs the later ones
     again. A line cut short by a kill is dropped."""
-    path = Path(output_dir) / TRAIN_LOG
+    path = Path(output_dir) / name
     if not path.is_file():
         return
     lines = path.read_text().splitlines()
@@ -116,13 +117,16 @@ class _ResumeWhereTheRunStopped(TrainerCallback):
 
 class Blip2Trainer(Trainer):
     """``model_kwargs`` go to every forward (stage 1: ``losses``); ``model_files``: what each checkpoint carries
-    beside the weights, so that it loads as a model (tokenizers, image processor, the models it was trained from)."""
+    beside the weights, so that it loads as a model (tokenizers, image processor, the models it was trained from).
+    A ``StreamingSamples`` train dataset (webdataset shards) is read by a ``StreamLoader``, which resumes from
+    each rank's data state in the checkpoint; ``log_consumed_samples`` logs its trained keys per step."""
 
     def __init__(
         self,
         *args: Any,
         model_kwargs: dict[str, Any] | None = None,
         model_files: ModelFiles | None = None,
+        log_consumed_samples: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -135,6 +139,17 @@ class Blip2Trainer(Trainer):
         self._loss_parts: dict[str, float] = {}
         self._loss_part_count = 0
         self.add_callback(_ResumeWhereTheRunStopped(self))
+        self.stream: StreamLoader | None = None
+        if isinstance(self.train_dataset, StreamingSamples):
+            self.stream = StreamLoader(
+                self.train_dataset,
+                self.data_collator,
+                self.args.dataloader_num_workers,
+                max(self.args.dataset_world_size, 1),
+            )
+            # the stream resumes from its own state: PaddleNLP's skip-by-iterating would read the steps again
+            self.args.ignore_data_skip = True
+            self.add_callback(StreamCallback(self, self.stream, log_consumed_samples))
 
     # -- optimisation -----------------------------------------------------------------------------
 
@@ -173,7 +188,9 @@ class Blip2Trainer(Trainer):
             self.args.seed,
         )
 
-    def get_train_dataloader(self) -> DataLoader:
+    def get_train_dataloader(self) -> DataLoader | StreamLoader:
+        if self.stream is not None:
+            return self.stream  # no length: PaddleNLP trains --max_steps over it
         self.train_sampler = self._get_train_sampler()
         loader = DataLoader(
             self.train_dataset,
@@ -294,7 +311,7 @@ class Blip2Trainer(Trainer):
     # -- checkpoints ----------------------------------------------------------------------------------
 
     def planned_steps(self) -> int:
-        return planned_steps(len(self.train_dataset), self.args)
+        return self.args.max_steps if self.stream is not None else planned_steps(len(self.train_dataset), self.args)
 
     def train(self, resume_from_checkpoint: str | None = None, **kwargs: Any):
         self.resumed_from = resume_from_checkpoint
@@ -311,11 +328,17 @@ class Blip2Trainer(Trainer):
             clear_staging(self.args.output_dir)
             clear_finished(self.args.output_dir)  # the final model there is about to be replaced
             trim_train_log(self.args.output_dir, start)  # each step logged once
+        if self.stream is not None:
+            rank = max(self.args.dataset_rank, 0)
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            trim_train_log(self.args.output_dir, start, CONSUMED_LOG.format(rank=rank))
         hook = self.model.register_forward_post_hook(_outputs_as_dict)
         try:
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         finally:
             hook.remove()
+            if self.stream is not None:
+                self.stream.close(join=True)
 
     def _save(self, output_dir: str | None = None, state_dict=None, merge_tensor_parallel=False, **kwargs: Any):
         # The trained weights over the models they started from; the final model is written by save_final_model.
@@ -333,6 +356,8 @@ class Blip2Trainer(Trainer):
         args.output_dir = args.output_signal_dir = staging
         try:
             super()._save_checkpoint(model, metrics)
+            if self.stream is not None:  # each rank's data position, beside its RNG state
+                save_data_state(self.stream, os.path.join(staging, name), max(args.dataset_rank, 0))
         finally:
             args.output_dir, args.output_signal_dir = real_output, real_signal
         if args.world_size > 1:
