@@ -20,14 +20,15 @@ from make_fixtures import (
     GEN_MAX_NEW_TOKENS,
     GENERATIONS,
     IMAGE_TOKEN,
-    NUM_QUERY_TOKENS,
     numpy_dict,
+    pad_prompts,
     qformer_hf_to_lavis,
-    randomize,
     save,
+    stage2_reference,
     vision_hf_to_lavis,
+    with_image_tokens,
 )
-from shapes import LLAMA, QFORMER, T5, VISION
+from shapes import LLAMA, QFORMER, T5
 
 QFORMER_TEXT_LEN = 6
 DEC = QFORMER["vocab_size"] - 1  # the [DEC] id HF's InstructBLIP Q-Former vocabulary ends with
@@ -36,22 +37,7 @@ DEC = QFORMER["vocab_size"] - 1  # the [DEC] id HF's InstructBLIP Q-Former vocab
 def build(text_config: dict, seed: int):
     from transformers import InstructBlipConfig, InstructBlipForConditionalGeneration
 
-    torch.manual_seed(0)
-    qformer = {k: v for k, v in QFORMER.items() if k != "use_qformer_text_input"}
-    config = InstructBlipConfig(
-        vision_config=VISION,
-        qformer_config=qformer,
-        text_config=text_config,
-        num_query_tokens=NUM_QUERY_TOKENS,
-        image_token_index=IMAGE_TOKEN,
-    )
-    model = InstructBlipForConditionalGeneration(config).eval()
-    randomize(model, seed=seed)
-    with torch.no_grad():  # larger LLM weights: tokens depend on their context, so generations differ
-        for name, param in model.language_model.named_parameters():
-            if "norm" not in name:
-                param.mul_(3.0)
-    return model
+    return stage2_reference(InstructBlipConfig, InstructBlipForConditionalGeneration, text_config, seed)
 
 
 def inputs(config, text_config: dict, seed: int) -> dict[str, torch.Tensor]:
@@ -69,25 +55,11 @@ def inputs(config, text_config: dict, seed: int) -> dict[str, torch.Tensor]:
     pad = text_config["pad_token_id"]
     prompt = torch.randint(3, IMAGE_TOKEN, (batch, prompt_len), generator=gen)
     prompt_mask = torch.ones(batch, prompt_len, dtype=torch.long)
-    for row, length in ((1, 3), (2, 4)):
-        if decoder_only:
-            prompt[row, : prompt_len - length] = pad
-            prompt_mask[row, : prompt_len - length] = 0
-        else:
-            prompt[row, length:] = pad
-            prompt_mask[row, length:] = 0
+    pad_prompts(prompt, prompt_mask, pad, decoder_only)
     if decoder_only:  # the LLaMA tokenizer starts every prompt with its BOS
         first = prompt_mask.bool() & (prompt_mask.cumsum(1) == 1)
         prompt[first] = text_config["bos_token_id"]
-    rows, masks = [], []
-    for row in range(batch):
-        valid = prompt[row][prompt_mask[row] == 1].tolist()
-        pads = [pad] * (prompt_len - len(valid))
-        tokens = [IMAGE_TOKEN] * NUM_QUERY_TOKENS + valid
-        rows.append(pads + tokens if decoder_only else tokens + pads)
-        ones, zeros = [1] * len(tokens), [0] * len(pads)
-        masks.append(zeros + ones if decoder_only else ones + zeros)
-    input_ids, attention_mask = torch.tensor(rows), torch.tensor(masks)
+    input_ids, attention_mask = with_image_tokens(prompt, prompt_mask, pad, decoder_only)
     if decoder_only:  # LAVIS's targets: the prompt's last tokens, padding never
         labels = torch.full_like(input_ids, -100)
         labels[:, -2:] = input_ids[:, -2:]

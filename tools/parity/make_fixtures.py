@@ -431,24 +431,59 @@ GENERATIONS = {
 }
 
 
-def llm_fixtures(out: Path, text_config: dict, seed: int) -> None:
-    from transformers import Blip2ForConditionalGeneration
-
+def stage2_reference(config_class: type, model_class: type, text_config: dict, seed: int) -> torch.nn.Module:
+    """HF's stage-2 model (BLIP-2's or InstructBLIP's) at the tiny sizes, its weights randomised from ``seed``."""
     torch.manual_seed(0)
     qformer = {k: v for k, v in QFORMER.items() if k != "use_qformer_text_input"}
-    config = Blip2Config(
+    config = config_class(
         vision_config=VISION,
         qformer_config=qformer,
         text_config=text_config,
         num_query_tokens=NUM_QUERY_TOKENS,
         image_token_index=IMAGE_TOKEN,
     )
-    model = Blip2ForConditionalGeneration(config).eval()
+    model = model_class(config).eval()
     randomize(model, seed=seed)
     with torch.no_grad():  # larger LLM weights: tokens depend on their context, so generations differ
         for name, param in model.language_model.named_parameters():
             if "norm" not in name:
                 param.mul_(3.0)
+    return model
+
+
+def pad_prompts(prompt: torch.Tensor, prompt_mask: torch.Tensor, pad: int, decoder_only: bool) -> None:
+    """Rows 1 and 2 shortened to 3 and 4 tokens, in place: left padding for a decoder-only LLM, right for T5's
+    encoder."""
+    prompt_len = prompt.shape[1]
+    for row, length in ((1, 3), (2, 4)):
+        if decoder_only:
+            prompt[row, : prompt_len - length] = pad
+            prompt_mask[row, : prompt_len - length] = 0
+        else:
+            prompt[row, length:] = pad
+            prompt_mask[row, length:] = 0
+
+
+def with_image_tokens(
+    prompt: torch.Tensor, prompt_mask: torch.Tensor, pad: int, decoder_only: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """As HF's processor builds them: image tokens before the prompt, the padding outside both."""
+    rows, masks = [], []
+    for row in range(prompt.shape[0]):
+        valid = prompt[row][prompt_mask[row] == 1].tolist()
+        pads = [pad] * (prompt.shape[1] - len(valid))
+        tokens = [IMAGE_TOKEN] * NUM_QUERY_TOKENS + valid
+        rows.append(pads + tokens if decoder_only else tokens + pads)
+        ones, zeros = [1] * len(tokens), [0] * len(pads)
+        masks.append(zeros + ones if decoder_only else ones + zeros)
+    return torch.tensor(rows), torch.tensor(masks)
+
+
+def llm_fixtures(out: Path, text_config: dict, seed: int) -> None:
+    from transformers import Blip2ForConditionalGeneration
+
+    model = stage2_reference(Blip2Config, Blip2ForConditionalGeneration, text_config, seed)
+    config = model.config
     decoder_only = config.use_decoder_only_language_model
 
     gen = torch.Generator().manual_seed(seed + 1)
@@ -457,27 +492,10 @@ def llm_fixtures(out: Path, text_config: dict, seed: int) -> None:
     prompt = torch.randint(3, IMAGE_TOKEN, (batch, prompt_len), generator=gen)
     prompt_mask = torch.ones(batch, prompt_len, dtype=torch.long)
     pad = text_config["pad_token_id"]
-    # different prompt lengths per sample: left padding for the decoder-only LLM, right for T5's encoder
-    for row, length in ((1, 3), (2, 4)):
-        if decoder_only:
-            prompt[row, : prompt_len - length] = pad
-            prompt_mask[row, : prompt_len - length] = 0
-        else:
-            prompt[row, length:] = pad
-            prompt_mask[row, length:] = 0
+    pad_prompts(prompt, prompt_mask, pad, decoder_only)  # different prompt lengths per sample
     if decoder_only:
         prompt[:, -prompt_len:][prompt_mask.bool() & (torch.arange(prompt_len) == 0)] = text_config["bos_token_id"]
-    # As HF's processor builds them: image tokens before the prompt, the padding outside both.
-    rows, masks = [], []
-    for row in range(batch):
-        valid = prompt[row][prompt_mask[row] == 1].tolist()
-        pads = [pad] * (prompt_len - len(valid))
-        tokens = [IMAGE_TOKEN] * NUM_QUERY_TOKENS + valid
-        rows.append(pads + tokens if decoder_only else tokens + pads)
-        ones, zeros = [1] * len(tokens), [0] * len(pads)
-        masks.append(zeros + ones if decoder_only else ones + zeros)
-    input_ids = torch.tensor(rows)
-    attention_mask = torch.tensor(masks)
+    input_ids, attention_mask = with_image_tokens(prompt, prompt_mask, pad, decoder_only)
     labels = torch.randint(3, IMAGE_TOKEN, (batch, 4), generator=gen)
     labels[2, 3:] = -100
 
