@@ -17,6 +17,7 @@ import tiny
 import blip2_train
 from blip2_data import DatasetError, make_shards
 from blip2_data.synthetic import write_synthetic_shapes
+from blip2_train.mixture import MixedLoader, PartSpec, plan_mixture
 from blip2_train.stream import is_stream
 
 ENTRY = str(Path(blip2_train.__file__).parent / "__main__.py")  # the launcher starts a script
@@ -88,9 +89,9 @@ def test_two_ranks_see_every_sample_once_per_epoch_and_resume_exactly(assets, sh
         assert consumed(out, rank) == runs[rank]  # the same keys at the same steps: none repeated or skipped
 
 
-def corrupt(shards: str, tmp_path: Path) -> str:
-    """A copy of the first two shards with sample 000000001's image replaced by bytes that are no JPEG."""
-    folder = tmp_path / "bad-shards"
+def corrupt(shards: str, tmp_path: Path, keys: tuple[str, ...] = ("000000001",)) -> str:
+    """A copy of the first two shards with the images of ``keys`` replaced by bytes that are no JPEG."""
+    folder = tmp_path / f"bad-shards-{'-'.join(keys)}"
     folder.mkdir()
     source = Path(shards).parent
     for name in ("00000.tar", "00001.tar"):
@@ -98,7 +99,7 @@ def corrupt(shards: str, tmp_path: Path) -> str:
             members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
         with tarfile.open(folder / name, "w") as tar:
             for member, content in members:
-                content = b"not a jpeg" if member.name == "000000001.jpg" else content
+                content = b"not a jpeg" if member.name in {f"{key}.jpg" for key in keys} else content
                 member.size = len(content)
                 tar.addfile(member, io.BytesIO(content))
     return str(folder / "{00000..00001}.tar")
@@ -115,6 +116,13 @@ def test_a_bad_sample_is_skipped_and_named_or_stops_the_run(assets, shards, tmp_
     keys = [key for _, batch in consumed(tmp_path / "skip", 0) for key in batch]
     good = {f"{i:09d}" for i in range(16)} - {"000000001"}
     assert len(keys) == len(set(keys)) == 14 and set(keys) < good  # 15 good in the epoch: 7 batches of 2
+
+    # the last sample of each shard: read after the worker's last good item, and counted all the same
+    last = corrupt(shards, tmp_path, ("000000007", "000000015"))
+    extra_last = [*extra, "--shuffle_buffer", "1", "--skip_bad_samples", "true"]
+    tiny.train(stage1(assets, last, tmp_path / "last", *extra_last), tmp_path)
+    log = [json.loads(line) for line in (tmp_path / "last" / "train_log.jsonl").read_text().splitlines()]
+    assert [entry.get("skipped_bad_samples") for entry in log if "loss" in entry][-2:] == [None, 2]
 
     failed = tiny.train(stage1(assets, bad, tmp_path / "fail", *extra), tmp_path, check=False)
     assert failed.returncode != 0
@@ -154,7 +162,81 @@ def test_stage2_from_shards_in_the_main_process(assets, shards, tmp_path):
     assert (tmp_path / "out" / "training_complete.json").is_file()
 
 
-def test_webdataset_is_one_dataset_on_its_own():
+def test_webdataset_mixes_with_others_only_by_weights():
     assert is_stream(["webdataset"]) and not is_stream(["coco_caption", "vg_caption"])
-    with pytest.raises(DatasetError, match="cannot be mixed with map-style datasets"):
+    with pytest.raises(DatasetError, match="only by sampling weights: pass --sampling_weights"):
         is_stream(["webdataset", "coco_caption"])
+    parts = plan_mixture(["webdataset", "coco_caption", "webdataset"], ["a/{0..1}.tar", "-", "b.tar"], [2, 1, 1])
+    assert [(p.label, p.data_files, p.weight) for p in parts] == [
+        ("webdataset[0]", ["a/{0..1}.tar"], 2.0), ("coco_caption", None, 1.0), ("webdataset[2]", ["b.tar"], 1.0)
+    ]  # fmt: skip
+    for files, weights, message in [
+        (None, [1, 1], "tar shards are not downloaded"),
+        (["a.tar"], [1, 1], "one --data_files entry per --dataset"),
+        (["a.tar", "-"], [1], "has 1 values for 2 --dataset names"),
+        (["a.tar", "-"], [1, 0], "must all be > 0"),
+        (["a.tar", "images"], [1, 1], "IMAGE_ROOT,ANNOTATION_JSON"),
+    ]:
+        with pytest.raises(DatasetError, match=message):
+            plan_mixture(["webdataset", "coco_caption"], files, weights)
+
+
+def test_each_batch_comes_from_a_part_drawn_with_the_weights():
+    """The draw that every rank makes alike: over many batches each part's share is its weight's."""
+    specs = [PartSpec(name, name, None, weight) for name, weight in (("a", 6.0), ("b", 3.0), ("c", 1.0))]
+    mixed = MixedLoader([(spec, None) for spec in specs], seed=7)
+    draws = Counter(mixed.choose(n) for n in range(6000))
+    assert [round(draws[i] / 6000, 2) for i in range(3)] == pytest.approx([0.6, 0.3, 0.1], abs=0.02)
+    assert [mixed.choose(n) for n in range(50)] == [
+        MixedLoader([(s, None) for s in specs], 7).choose(n) for n in range(50)
+    ]
+    assert [mixed.choose(n) for n in range(50)] != [
+        MixedLoader([(s, None) for s in specs], 8).choose(n) for n in range(50)
+    ]
+
+
+def test_shards_mixed_with_a_caption_dataset_resume_where_they_stopped(assets, shards, tmp_path):
+    """webdataset + custom_caption at 1:1 in one process: each part's samples once per epoch of its own, and a
+    run stopped at checkpoint-4 and resumed trains the same batches from the same parts as a straight run."""
+    files = write_synthetic_shapes(tmp_path / "shapes", {"train": 6, "val": 1, "test": 1, "shifted": 1})["train"]
+    rows = len(json.loads(Path(files["captions"]).read_text()))
+
+    def mixed(output: Path, *extra: str) -> list[str]:
+        args = stage1(assets, shards, output, "--dataloader_num_workers", "1", *extra)
+        at = args.index("--dataset")
+        args[at : at + 4] = ["--dataset", "webdataset", "custom_caption", "--data_files", shards,
+                             f"{files['image_root']},{files['captions']}", "--sampling_weights", "1", "1"]  # fmt: skip
+        return args
+
+    two = tmp_path / "two"  # two ranks draw the same part at every step, and read different samples of it
+    launch_two(mixed(two, "--max_steps", "6"), tmp_path)
+    logs = [
+        [json.loads(line) for line in (two / f"consumed_samples_rank{r}.jsonl").read_text().splitlines()]
+        for r in (0, 1)
+    ]
+    assert [e["sources"] for e in logs[0]] == [e["sources"] for e in logs[1]]
+    assert all(not set(a["keys"]) & set(b["keys"]) for a, b in zip(*logs))
+
+    straight = tmp_path / "straight"
+    tiny.train(mixed(straight, "--max_steps", "16"), tmp_path)
+    entries = [json.loads(line) for line in (straight / "consumed_samples_rank0.jsonl").read_text().splitlines()]
+    sources = [entry["sources"] for entry in entries]
+    assert all(len(s) == 1 for s in sources) and {s[0] for s in sources} == {"webdataset", "custom_caption"}
+    wds = [key for entry in entries if entry["sources"] == ["webdataset"] for key in entry["keys"]]
+    rows_seen = [key for entry in entries if entry["sources"] == ["custom_caption"] for key in entry["keys"]]
+    assert len(set(wds)) == len(wds) and set(wds) <= {f"{i:09d}" for i in range(IMAGES)}  # fewer than one epoch
+    per_epoch = rows // 2 * 2  # whole batches of 2
+    for start in range(0, len(rows_seen), per_epoch):  # each epoch of the caption rows: no row twice
+        epoch = rows_seen[start : start + per_epoch]
+        assert len(set(epoch)) == len(epoch) and all(key.startswith("custom_caption:") for key in epoch)
+    assert len(rows_seen) > per_epoch  # the caption dataset started its second epoch on its own
+
+    out = tmp_path / "resumed"
+    tiny.train(mixed(out, "--max_steps", "4", "--save_steps", "4"), tmp_path)
+    state = json.loads((out / "checkpoint-4" / "data_state_rank0.json").read_text())
+    assert state["drawn"] == 4 and [p["label"] for p in state["parts"]] == ["webdataset", "custom_caption"]
+    resumed = tiny.train(
+        mixed(out, "--max_steps", "16", "--resume_from_checkpoint", str(out / "checkpoint-4")), tmp_path
+    )
+    assert "resumed the data at batch 4 of the mixture" in resumed.stderr
+    assert (out / "consumed_samples_rank0.jsonl").read_text() == (straight / "consumed_samples_rank0.jsonl").read_text()

@@ -68,7 +68,7 @@ class DataArguments:
         default_factory=lambda: ["coco_caption"],
         metadata={
             "help": "Dataset names (coco_caption, vg_caption, custom_caption), several at once; or webdataset "
-            "(tar shards, streamed: needs --max_steps, not mixed with the others)."
+            "(tar shards, streamed: needs --max_steps). With --sampling_weights, a mixture of any of them."
         },
     )
     data_files: Optional[list[str]] = field(
@@ -77,6 +77,14 @@ class DataArguments:
             "help": "coco_karpathy-format data as IMAGE_ROOT,ANNOTATION_JSON pairs, several at once (all of the "
             "one --dataset, or one per --dataset). Without it the named datasets are downloaded. webdataset: shard "
             "paths, brace patterns ('shards/{00000..00099}.tar') or folders."
+        },
+    )
+    sampling_weights: Optional[list[float]] = field(
+        default=None,
+        metadata={
+            "help": "One weight per --dataset: each batch comes from one dataset, drawn with these weights (LAVIS's "
+            "train_dataset_ratios); each dataset starts its next epoch when it runs out. Needed to mix webdataset "
+            "with other datasets; --data_files then has one entry per --dataset ('-': the named dataset's download)."
         },
     )
     max_txt_len: int = field(default=32, metadata={"help": "Text tokens per caption (LAVIS: 32)."})

@@ -10,6 +10,7 @@ import paddle
 from paddlenlp.trainer import set_seed
 
 from blip2_data import Blip2Collator, DatasetError, ImageProcessor, ImageProcessorConfig
+from blip2_data.webdataset_source import WebDatasetSource
 
 from .arguments import BASE_STAGE, QUESTION_STAGES, Blip2TrainingArguments, DataArguments, ModelArguments
 from .cache_features import dataset_samples
@@ -25,6 +26,7 @@ from .checkpoint import (
 from .data import TrainingCollator, TrainingSamples, load_training_data
 from .feature_cache import CacheKey, FeatureCache
 from .instruct import InstructTrainingSamples, as_instructblip
+from .mixture import MixedSamples, plan_mixture
 from .models import (
     DEFAULT_STAGE2_MODEL,
     build_stage1_model,
@@ -35,7 +37,7 @@ from .models import (
     resolve_directory,
 )
 from .precision import apply_part_dtypes, part_dtypes
-from .stream import StreamingSamples, is_stream, load_stream
+from .stream import StreamingSamples, is_stream, load_stream, require_max_steps
 from .trainer import Blip2Trainer, planned_steps
 from .vqa import VqaCollator, VqaTrainingSamples
 
@@ -70,12 +72,12 @@ def already_finished(value: str | None, resume: str | None, output_dir: str, pla
     return done if resume is not None and checkpoint_step(resume) == done >= planned else None
 
 
-def check_stream_options(stage: str, data_args: DataArguments) -> None:
-    """What training from webdataset shards does not do (refused before anything loads)."""
+def check_stream_options(stage: str, data_args: DataArguments, what: str = "--dataset webdataset") -> None:
+    """What training from webdataset shards, or from a mixture, does not do (refused before anything loads)."""
     if stage in QUESTION_STAGES:
-        raise DatasetError(f"blip2-train {stage}: webdataset shards hold captions, not questions and answers")
+        raise DatasetError(f"blip2-train {stage}: {what} is for caption pre-training (stage1, stage2), not questions")
     if data_args.feature_cache:
-        raise DatasetError("--feature_cache is for map-style datasets; webdataset shards are decoded as they stream")
+        raise DatasetError(f"--feature_cache is for map-style datasets read on their own, not with {what}")
 
 
 def load_text_tokenizer(stage: str, model_args: ModelArguments, model: Any = None) -> Any:
@@ -171,12 +173,29 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
 
     # data first: a missing annotation file should not wait for a 1B-parameter model to load
-    stream = is_stream(data_args.dataset)
+    mixture = None
+    if data_args.sampling_weights:
+        mixture = plan_mixture(data_args.dataset, data_args.data_files, data_args.sampling_weights)
+        check_stream_options(stage, data_args, "--sampling_weights")
+        require_max_steps(args, "datasets mixed by --sampling_weights are read without end")
+        dataset = [
+            (part, load_stream(part.data_files, data_args, args) if part.is_stream else load_training_data(
+                [part.dataset], part.data_files, data_args.skip_bad_samples
+            ))
+            for part in mixture
+        ]  # fmt: skip
+        total = sum(part.weight for part in mixture)
+        logger.info(
+            "each batch from one of: %s",
+            ", ".join(f"{part.label} {part.weight / total:.0%} ({data!r})" for part, data in dataset),
+        )
+        planned = args.max_steps
+    stream = mixture is None and is_stream(data_args.dataset)
     if stream:
         check_stream_options(stage, data_args)
         dataset = load_stream(data_args.data_files, data_args, args)
         planned = args.max_steps
-    else:
+    elif mixture is None:
         dataset = load_training_data(data_args.dataset, data_args.data_files, data_args.skip_bad_samples)
         planned = planned_steps(len(dataset), args)
     done = already_finished(args.resume_from_checkpoint, resume, args.output_dir, planned)
@@ -211,19 +230,21 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
 
     tokenizer = load_text_tokenizer(BASE_STAGE[stage], model_args, model)
     prefix_lm = stage == "stage2" and not model.language_model.is_decoder_only
-    if stream:
-        samples = StreamingSamples(
-            dataset,
-            image_config,
-            batch_size=args.per_device_train_batch_size,
-            seed=args.seed,
-            split_for_prefix_lm=prefix_lm,
-            augment=data_args.image_augmentation,
-        )
-    else:
+
+    def prepared(data: Any) -> Any:
+        """The items the model trains on: shards' as they stream, a map-style dataset's by index."""
+        if isinstance(data, WebDatasetSource):
+            return StreamingSamples(
+                data,
+                image_config,
+                batch_size=args.per_device_train_batch_size,
+                seed=args.seed,
+                split_for_prefix_lm=prefix_lm,
+                augment=data_args.image_augmentation,
+            )
         samples_class = {"finetune-vqa": VqaTrainingSamples, "finetune-instruct": InstructTrainingSamples}
-        samples = samples_class.get(stage, TrainingSamples)(
-            dataset,
+        return samples_class.get(stage, TrainingSamples)(
+            data,
             image_config,
             seed=args.seed,
             skip_bad_samples=data_args.skip_bad_samples,
@@ -232,6 +253,11 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
             augment=data_args.image_augmentation,
             features=features,
         )
+
+    if mixture is not None:
+        samples = MixedSamples([(part, prepared(data)) for part, data in dataset], seed=args.seed)
+    else:
+        samples = prepared(dataset)
     model_kwargs = {}
     if BASE_STAGE[stage] == "stage1":
         model_kwargs["losses"] = tuple(name.strip() for name in model_args.stage1_losses.split(",") if name.strip())
@@ -239,7 +265,8 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         if frozen:
             logger.info("not trained (their losses are off): %s", ", ".join(frozen))
     collator = build_training_collator(stage, tokenizer, model, data_args, model_args)
-    collator.carry_keys = stream and data_args.log_consumed_samples
+    streamed = stream or mixture is not None  # read by a StreamLoader or a MixedLoader
+    collator.carry_keys = streamed and data_args.log_consumed_samples
     files = ModelFiles(
         tokenizer=tokenizer,
         image_processor=ImageProcessor(image_config),
@@ -254,7 +281,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         data_collator=collator,
         model_kwargs=model_kwargs,
         model_files=files,
-        log_consumed_samples=stream and data_args.log_consumed_samples,
+        log_consumed_samples=streamed and data_args.log_consumed_samples,
     )
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.check_finite_weights("the final model")

@@ -56,27 +56,33 @@ WORKER, EPOCH = 1, 2  # columns of a _position row (rank, worker, epoch, group, 
 
 
 def is_stream(datasets: list[str]) -> bool:
-    """Whether ``--dataset`` names the shard stream; refuses mixing it with map-style datasets."""
+    """Whether ``--dataset`` names the shard stream alone; mixing it with others needs ``--sampling_weights``."""
     streams = [name for name in datasets if name in STREAM_DATASETS]
     if streams and len(streams) != len(datasets):
         raise DatasetError(
-            f"--dataset {' '.join(datasets)}: webdataset shards cannot be mixed with map-style datasets here; "
-            "write those into shards too (python -m blip2_data.make_shards) and list every shard in --data_files"
+            f"--dataset {' '.join(datasets)}: webdataset shards mix with map-style datasets only by sampling "
+            "weights: pass --sampling_weights (one per --dataset) and one --data_files entry per --dataset"
         )
     if len(streams) > 1:
-        raise DatasetError("--dataset webdataset once: list all shard patterns in --data_files")
+        raise DatasetError(
+            "--dataset webdataset once: list all shard patterns in --data_files (or weigh several sets of shards "
+            "with --sampling_weights, one --data_files entry each)"
+        )
     return bool(streams)
+
+
+def require_max_steps(args: Any, what: str = "--dataset webdataset is a stream without a length") -> None:
+    if args.max_steps <= 0:
+        raise DatasetError(
+            f"{what}: pass --max_steps (epochs follow one another until then; --num_train_epochs does not apply)"
+        )
 
 
 def load_stream(data_files: list[str] | None, data_args: Any, args: Any) -> WebDatasetSource:
     """The rank's shard source: every --data_files pattern read as one set of shards."""
     if not data_files:
         raise DatasetError("--dataset webdataset needs --data_files 'shards/{00000..00099}.tar' (paths or patterns)")
-    if args.max_steps <= 0:
-        raise DatasetError(
-            "--dataset webdataset is a stream without a length: pass --max_steps (epochs follow one another until "
-            "then; --num_train_epochs does not apply)"
-        )
+    require_max_steps(args)
     [source] = load_dataset(
         "webdataset",
         list(data_files),
@@ -98,7 +104,7 @@ class StreamingSamples(IterableDataset):
     """The source's items prepared for the model, in each DataLoader worker.
 
     A bad sample that the source skipped (``--skip_bad_samples``; it logs the shard and key) is counted on the
-    next good item, so every batch keeps its size; an error (without the flag) is returned as a batch's worth
+    next good item (those after the worker's last good item on that one), so every batch keeps its size; an error (without the flag) is returned as a batch's worth
     of error items, which the trainer's process raises (an exception in a worker would only be printed there)."""
 
     def __init__(
@@ -137,6 +143,7 @@ class StreamingSamples(IterableDataset):
         stream = self.source.iter_slot((physical + self.first_worker) % workers, workers)
         notes: list[str] = []
         logged = 0  # skips the source has logged (and named) itself
+        held = None  # the last good item, yielded once the next is found: bad samples after it are counted on it
         try:
             for item in stream:
                 if SKIPPED_KEY in item:
@@ -149,9 +156,17 @@ class StreamingSamples(IterableDataset):
                         raise
                     notes.append(str(error))
                     continue
-                yield {**prepared, REPLACED_KEY: notes, LOGGED_SKIPS_KEY: logged}
+                if held is not None:
+                    yield held
+                held = {**prepared, REPLACED_KEY: notes, LOGGED_SKIPS_KEY: logged}
                 notes, logged = [], 0
+            if held is not None:
+                held[REPLACED_KEY] = held[REPLACED_KEY] + notes
+                held[LOGGED_SKIPS_KEY] += logged
+                yield held
         except BadSampleError as error:
+            if held is not None:
+                yield held
             message = str(error)
             if "--skip_bad_samples" not in message and "skip_bad_samples=True" not in message:
                 message += " (pass --skip_bad_samples to skip such samples)"
@@ -241,27 +256,27 @@ class StreamLoader:
         threads, which poll their queue every 5 s: one still running when the interpreter exits can abort it
         (paddle's dataloader_iter.py notes "terminate called without an active exception")."""
         batches, self._batches = self._batches, None
-        shutdown = getattr(batches, "_try_shutdown_all", None)  # paddle's loader iterators (private API)
-        if shutdown is not None:
-            shutdown()
-        thread = getattr(batches, "_thread", None)
-        if thread is not None:
-            self._threads.append(thread)
-        if join:
-            for thread in self._threads:
-                thread.join(timeout=30)
-            self._threads = []
+        shut_down(batches, self._threads, join)
 
-    def commit(self) -> list[str]:
-        """Mark the batches trained by the optimizer step just made as consumed; returns their keys."""
-        keys: list[str] = []
+    def commit(self) -> list[list[str]]:
+        """Mark the batches trained by the optimizer step just made as consumed; returns each one's keys."""
+        keys: list[list[str]] = []
         for positions, batch_keys in self.pending:
             self.source.mark_consumed(positions)
             if len(positions) and positions[-1][EPOCH] == self.source.epoch:
                 self.next_worker = (int(positions[-1][WORKER]) + 1) % max(self.num_workers, 1)
-            keys += batch_keys
+            keys.append(batch_keys)
         self.pending = []
         return keys
+
+    def log_fields(self) -> dict[str, Any]:
+        """What a --log_consumed_samples line says besides the step and keys."""
+        return {"epoch": self.source.epoch}
+
+    def describe_position(self) -> str:
+        workers = self.source.state_dict()["workers"]
+        where = ", ".join(f"worker {w}: group {p['group']} item {p['index']}" for w, p in workers.items())
+        return f"epoch {self.source.epoch}: {where}"
 
     def state_dict(self) -> dict[str, Any]:
         return {"source": self.source.state_dict(), "next_worker": self.next_worker}
@@ -277,7 +292,22 @@ class StreamLoader:
         self.next_worker, self.resumed_epoch = int(state["next_worker"]), self.source.epoch
 
 
-def save_data_state(stream: StreamLoader, checkpoint: str | os.PathLike, rank: int) -> None:
+def shut_down(batches: Any, threads: list[Any], join: bool) -> None:
+    """End a paddle loader iterator's worker processes now; keep its reader thread in ``threads`` and, with
+    ``join``, wait for all of them (see ``StreamLoader.close``)."""
+    shutdown = getattr(batches, "_try_shutdown_all", None)  # paddle's loader iterators (private API)
+    if shutdown is not None:
+        shutdown()
+    thread = getattr(batches, "_thread", None)
+    if thread is not None:
+        threads.append(thread)
+    if join:
+        for thread in threads:
+            thread.join(timeout=30)
+        threads.clear()
+
+
+def save_data_state(stream: Any, checkpoint: str | os.PathLike, rank: int) -> None:
     """This rank's position, beside the checkpoint's RNG state."""
     os.makedirs(checkpoint, exist_ok=True)
     path = Path(checkpoint) / DATA_STATE.format(rank=rank)
@@ -287,7 +317,7 @@ def save_data_state(stream: StreamLoader, checkpoint: str | os.PathLike, rank: i
 class StreamCallback(TrainerCallback):
     """Resume the stream where the checkpoint left it; after each optimizer step, mark what was trained."""
 
-    def __init__(self, trainer: Any, stream: StreamLoader, log_keys: bool) -> None:
+    def __init__(self, trainer: Any, stream: Any, log_keys: bool) -> None:
         self.trainer, self.stream, self.log_keys = trainer, stream, log_keys
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -302,16 +332,12 @@ class StreamCallback(TrainerCallback):
             )
         self.stream.load_state_dict(json.loads(path.read_text()))
         self.trainer._load_rng_state(checkpoint)  # PaddleNLP's skip-by-iterating would have; it is off here
-        workers = self.stream.source.state_dict()["workers"]
-        logger.info(
-            "resumed the data at epoch %d: %s",
-            self.stream.source.epoch,
-            ", ".join(f"worker {w}: group {p['group']} item {p['index']}" for w, p in workers.items()),
-        )
+        logger.info("resumed the data at %s", self.stream.describe_position())
 
     def on_step_end(self, args, state, control, **kwargs):
-        keys = self.stream.commit()
+        fields = self.stream.log_fields()  # before the commit: the step's sources, the epoch it was trained in
+        keys = [key for batch in self.stream.commit() for key in batch]
         if self.log_keys:
             path = Path(args.output_dir) / CONSUMED_LOG.format(rank=max(args.dataset_rank, 0))
             with open(path, "a") as f:
-                f.write(json.dumps({"step": state.global_step, "epoch": self.stream.source.epoch, "keys": keys}) + "\n")
+                f.write(json.dumps({"step": state.global_step, **fields, "keys": keys}) + "\n")

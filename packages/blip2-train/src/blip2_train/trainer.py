@@ -32,6 +32,7 @@ from .checkpoint import (
     save_checkpoint_model,
 )
 from .data import GlobalBatchSampler, raise_deferred_error
+from .mixture import MixedLoader, MixedSamples, build_mixed_loader
 from .optimizer import build_adamw
 from .schedule import WarmupCosineSchedule
 from .stream import CONSUMED_LOG, StreamCallback, StreamingSamples, StreamLoader, save_data_state
@@ -118,8 +119,9 @@ class _ResumeWhereTheRunStopped(TrainerCallback):
 class Blip2Trainer(Trainer):
     """``model_kwargs`` go to every forward (stage 1: ``losses``); ``model_files``: what each checkpoint carries
     beside the weights, so that it loads as a model (tokenizers, image processor, the models it was trained from).
-    A ``StreamingSamples`` train dataset (webdataset shards) is read by a ``StreamLoader``, which resumes from
-    each rank's data state in the checkpoint; ``log_consumed_samples`` logs its trained keys per step."""
+    A ``StreamingSamples`` train dataset (webdataset shards) is read by a ``StreamLoader``, a ``MixedSamples`` one
+    (datasets mixed by ``--sampling_weights``) by a ``MixedLoader``; both resume from each rank's data state in
+    the checkpoint, and ``log_consumed_samples`` logs their trained keys per step."""
 
     def __init__(
         self,
@@ -139,7 +141,7 @@ class Blip2Trainer(Trainer):
         self._loss_parts: dict[str, float] = {}
         self._loss_part_count = 0
         self.add_callback(_ResumeWhereTheRunStopped(self))
-        self.stream: StreamLoader | None = None
+        self.stream: StreamLoader | MixedLoader | None = None
         if isinstance(self.train_dataset, StreamingSamples):
             self.stream = StreamLoader(
                 self.train_dataset,
@@ -147,6 +149,9 @@ class Blip2Trainer(Trainer):
                 self.args.dataloader_num_workers,
                 max(self.args.dataset_world_size, 1),
             )
+        elif isinstance(self.train_dataset, MixedSamples):
+            self.stream = build_mixed_loader(self.train_dataset, self.data_collator, self.args)
+        if self.stream is not None:
             # the stream resumes from its own state: PaddleNLP's skip-by-iterating would read the steps again
             self.args.ignore_data_skip = True
             self.add_callback(StreamCallback(self, self.stream, log_consumed_samples))
@@ -188,7 +193,7 @@ class Blip2Trainer(Trainer):
             self.args.seed,
         )
 
-    def get_train_dataloader(self) -> DataLoader | StreamLoader:
+    def get_train_dataloader(self) -> DataLoader | StreamLoader | MixedLoader:
         if self.stream is not None:
             return self.stream  # no length: PaddleNLP trains --max_steps over it
         self.train_sampler = self._get_train_sampler()
