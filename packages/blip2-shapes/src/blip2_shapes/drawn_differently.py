@@ -15,7 +15,8 @@ from __future__ import annotations
 import io
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, ImageDraw
@@ -28,6 +29,25 @@ MAX_TURN_DEGREES = 10.0
 COLOUR_JITTER, BACKGROUND_JITTER = 20, 15
 JPEG_QUALITIES = (40, 95)
 SEED = "drawn differently"  # never a seed of the dataset's splits
+
+
+@dataclass(frozen=True)
+class Style:
+    """How ``render_differently`` draws: ``canvas`` picks (width, height) with the scene's random generator."""
+
+    canvas: Callable[[random.Random], tuple[int, int]]
+    supersample: int = SUPERSAMPLE
+    max_turn_degrees: float = MAX_TURN_DEGREES
+    colour_jitter: int = COLOUR_JITTER
+    background_jitter: int = BACKGROUND_JITTER
+    jpeg_qualities: tuple[int, int] = JPEG_QUALITIES
+
+
+def _held_out_canvas(rng: random.Random) -> tuple[int, int]:
+    return rng.choice(CANVASES)
+
+
+HELD_OUT = Style(_held_out_canvas)  # what ``measure`` draws with; the recipe trains with other settings
 
 
 def _jitter(colour: tuple[int, int, int], rng: random.Random, amount: int) -> tuple[int, int, int]:
@@ -43,18 +63,18 @@ def _turned(
     return [(cx + (x - cx) * cos - (y - cy) * sin, cy + (x - cx) * sin + (y - cy) * cos) for x, y in points]
 
 
-def render_differently(scene: Scene, rng: random.Random) -> Image.Image:
+def render_differently(scene: Scene, rng: random.Random, style: Style = HELD_OUT) -> Image.Image:
     """The scene on another canvas, anti-aliased, turned, jittered, through a JPEG of a random quality."""
-    width, height = rng.choice(CANVASES)
-    big_w, big_h = width * SUPERSAMPLE, height * SUPERSAMPLE
-    image = Image.new("RGB", (big_w, big_h), _jitter(BACKGROUNDS[scene.background], rng, BACKGROUND_JITTER))
+    width, height = style.canvas(rng)
+    big_w, big_h = width * style.supersample, height * style.supersample
+    image = Image.new("RGB", (big_w, big_h), _jitter(BACKGROUNDS[scene.background], rng, style.background_jitter))
     pen = ImageDraw.Draw(image)
     # Centres keep their place relative to the canvas (top stays top); sizes scale with the shorter side so that a
     # circle stays round.
     scale_x, scale_y, scale = big_w / IMAGE_SIZE, big_h / IMAGE_SIZE, min(big_w, big_h) / IMAGE_SIZE
     boxes = iter(scene.boxes)
     for group in scene.groups:
-        fill = _jitter(COLOURS[group.colour], rng, COLOUR_JITTER)
+        fill = _jitter(COLOURS[group.colour], rng, style.colour_jitter)
         for _ in range(group.count):
             x, y, size = next(boxes)
             cx, cy, r = x * scale_x, y * scale_y, size * scale / 2
@@ -65,11 +85,11 @@ def render_differently(scene: Scene, rng: random.Random) -> Image.Image:
                 corners = [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
             else:
                 corners = [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
-            turn = rng.uniform(-MAX_TURN_DEGREES, MAX_TURN_DEGREES)
+            turn = rng.uniform(-style.max_turn_degrees, style.max_turn_degrees)
             pen.polygon(_turned(corners, (cx, cy), turn), fill=fill)
     small = image.resize((width, height), Image.LANCZOS)
     encoded = io.BytesIO()
-    small.save(encoded, "JPEG", quality=rng.randint(*JPEG_QUALITIES))
+    small.save(encoded, "JPEG", quality=rng.randint(*style.jpeg_qualities))
     return Image.open(io.BytesIO(encoded.getvalue())).convert("RGB")
 
 
@@ -153,4 +173,12 @@ def summary(measured: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in measured.items() if key != "captions"}
 
 
-__all__: Sequence[str] = ("render_differently", "drawn_scenes", "named_groups", "measure", "measure_model")
+__all__: Sequence[str] = (
+    "Style",
+    "HELD_OUT",
+    "render_differently",
+    "drawn_scenes",
+    "named_groups",
+    "measure",
+    "measure_model",
+)

@@ -82,12 +82,49 @@ def retrieval_chance(files: dict, captions_per_image: int = 3) -> dict:
     return {k: round(v, 2) for k, v in recall.items()}
 
 
+def _recall_among_ties(tied: int, own: int, k: int) -> float:
+    """P(one of ``own`` items is in the top ``k``) when they sit, in random order, among ``tied`` equally good ones
+    at the top of the ranking."""
+    return 1.0 if tied - own < k else 1 - comb(tied - own, k) / comb(tied, k)
+
+
+def retrieval_ceiling(files: dict) -> dict:
+    """Recall@k of a ranking that knows each image's content exactly: captions say what is drawn, not where, so
+    two test images with the same groups and background have the same three captions, and a caption such as
+    "a red circle above two blue squares" is true of every background. Such ties are ranked in random order;
+    this is what a perfect model can expect (rounded, in %), and how many images share all or one of their
+    captions with another test image."""
+    rows = json.loads(Path(files["test"]["captions"]).read_text())
+    texts = Counter(caption for row in rows for caption in row["caption"])
+    per_image = [set(row["caption"]) for row in rows]
+    recall: dict[str, float] = {}
+    for k in (1, 5, 10):
+        # image -> text: the texts equal to one of its own captions, its own among them
+        tied = [sum(texts[c] for c in captions) for captions in per_image]
+        recall[f"txt_r{k}"] = 100 * sum(_recall_among_ties(t, len(c), k) for t, c in zip(tied, per_image)) / len(rows)
+        # text -> image: the images that have this caption, its own among them
+        holders = Counter(caption for captions in per_image for caption in captions)
+        recall[f"img_r{k}"] = (
+            100
+            * sum(_recall_among_ties(holders[c], 1, k) for captions in per_image for c in captions)
+            / sum(len(c) for c in per_image)
+        )
+    sets = Counter(frozenset(c) for c in per_image)
+    return {
+        **{key: round(value, 1) for key, value in recall.items()},
+        "images": len(rows),
+        "images_sharing_all_captions": sum(n for n in sets.values() if n > 1),
+        "images_sharing_a_caption": sum(any(texts[c] > 1 for c in captions) for captions in per_image),
+    }
+
+
 def chance_levels(files: dict, folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     return {
         "caption": caption_chance(files, folder),
         "vqa": vqa_chance(files, folder),
         "retrieval": retrieval_chance(files),
+        "retrieval_ceiling": retrieval_ceiling(files),
     }
 
 

@@ -23,6 +23,7 @@ features named the top group's shape 43-48% of the time, a third being chance).
 from __future__ import annotations
 
 import json
+import random
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 
 from blip2_data.synthetic import BACKGROUNDS, COLOURS, NUMBERS, SHAPES
 
+from ..drawn_differently import Style, render_differently
 from .short_training import adamw_warmup_cosine, optimise
 from .unseen_scenes import unseen_scenes
 
@@ -78,9 +80,29 @@ def image_labels(captions_file: Path) -> dict[str, list[int]]:
     return {image: caption_labels(captions, f"{captions_file}: image {image}") for image, captions in by_image.items()}
 
 
-def drawn_images(count: int, held_out: set[tuple[str, ...]], seed: int = 0) -> list[tuple[Any, list[int]]]:
+def _training_canvas(rng: random.Random) -> tuple[int, int]:
+    return rng.randint(88, 216), rng.randint(88, 216)  # aspect ratios 0.4-2.5, any size: not only the 128 square
+
+
+# Augmentation that keeps every caption true: the shapes stay where they are relative to the canvas (top stays
+# top), keep their colour names and counts; only how they are drawn changes. The model card's "drawn differently"
+# figures come from drawn_differently.HELD_OUT, the same renderer at other settings and from other scenes.
+TRAINING_STYLE = Style(
+    _training_canvas,
+    supersample=3,
+    max_turn_degrees=12.0,
+    colour_jitter=24,
+    background_jitter=20,
+    jpeg_qualities=(30, 95),
+)
+
+
+def drawn_images(
+    count: int, held_out: set[tuple[str, ...]], seed: int = 0, varied: float = 0.0
+) -> list[tuple[Any, list[int]]]:
     """``count`` more images of the training distribution, drawn in memory and JPEG-encoded as the dataset's files
-    are, with their labels; none whose captions are those of a ``held_out`` image."""
+    are, with their labels; none whose captions are those of a ``held_out`` image. ``varied``: the share of them
+    drawn in ``TRAINING_STYLE`` instead (other canvases, anti-aliased, turned, jittered, any JPEG quality)."""
     import io
 
     from PIL import Image
@@ -88,10 +110,15 @@ def drawn_images(count: int, held_out: set[tuple[str, ...]], seed: int = 0) -> l
     from blip2_data.synthetic import render
 
     drawn = []
+    styles = random.Random(f"drawn_images:{seed}:style")
     for scene, texts, _ in islice(unseen_scenes("drawn_images", held_out, seed), count):
-        encoded = io.BytesIO()
-        render(scene).save(encoded, "JPEG", quality=95)
-        drawn.append((Image.open(encoded).convert("RGB"), caption_labels(texts, f"drawn image {len(drawn)}")))
+        if styles.random() < varied:
+            image = render_differently(scene, styles, TRAINING_STYLE)
+        else:
+            encoded = io.BytesIO()
+            render(scene).save(encoded, "JPEG", quality=95)
+            image = Image.open(encoded).convert("RGB")
+        drawn.append((image, caption_labels(texts, f"drawn image {len(drawn)}")))
     return drawn
 
 

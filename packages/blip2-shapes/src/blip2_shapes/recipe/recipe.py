@@ -46,6 +46,7 @@ PROFILES = {
         "lm": {"steps": 650, "batch": 256, "learning_rate": 3e-3, "text_only_scenes": 20000},
         "vit_steps": 1200,
         "vit_drawn_images": 20000,
+        "vit_varied_share": 0.5,  # of the drawn images: drawn in pretrain_vit.TRAINING_STYLE (robustness)
         # from the feature cache a stage-1 step costs little: 800 steps (and warmup 50) took test retrieval R@5
         # from 4.7 / 5.0% (200 steps) to 68 / 45% (image->text / text->image) in one run
         "stage1": {"max_steps": 800, "batch": 32, "learning_rate": 1e-3, "warmup": 50},
@@ -232,7 +233,8 @@ def train_model(work: Path, out: Path, profile_name: str = "full", skip_eval: bo
     vision = {**VISION, **model.get("vision", {})}
     vision_state, vit = pretrain_vit(
         Path(train["image_root"]), Path(train["captions"]), vision, steps=profile["vit_steps"],
-        initial_positions=initial_positions(vision), more_images=drawn_images(profile["vit_drawn_images"], held_out),
+        initial_positions=initial_positions(vision),
+        more_images=drawn_images(profile["vit_drawn_images"], held_out, varied=profile.get("vit_varied_share", 0.0)),
     )  # fmt: skip
     lap("vit_pretraining", t)
 
