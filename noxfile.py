@@ -124,10 +124,11 @@ def bench(session: nox.Session) -> None:
     nox -s bench                          tiny and ViT-g + OPT-125m shapes, and data loading (folder vs shards)
     nox -s bench -- vitg-opt2.7b          the real ViT-g + OPT-2.7b shape (a 15 GB checkpoint)
     nox -s bench -- --load-only vitg-opt125m   the second load alone (no encoding, captions or training)
+    nox -s bench -- --train-only vitg-opt125m  the training step alone (HF, ours, ours from the feature cache)
     BLIP2_BENCH_ROUNDS=5 BLIP2_BENCH_QUIET_LOAD=0.3 BLIP2_BENCH_QUIET_TIMEOUT=1800 nox -s bench
     """
-    load_only = [arg for arg in session.posargs if arg == "--load-only"]
-    sizes = [arg for arg in session.posargs if arg != "--load-only"] or ["tiny", "vitg-opt125m", "data"]
+    only = [arg for arg in session.posargs if arg in ("--load-only", "--train-only")]
+    sizes = [arg for arg in session.posargs if arg not in only] or ["tiny", "vitg-opt125m", "data"]
     install_editable(session, existing_packages())
     python = reference_python(session)
     work = Path(session.create_tmp()) / "bench"
@@ -138,7 +139,7 @@ def bench(session: nox.Session) -> None:
     quiet = os.environ.get("BLIP2_BENCH_QUIET_LOAD", "0.3")
     patience = os.environ.get("BLIP2_BENCH_QUIET_TIMEOUT", "1800")  # seconds; then the run goes ahead, marked
     session.run("python", str(ROOT / "tools/bench/run_rounds.py"), "--reference-python", python, "--work", str(work),
-                "--sizes", *sizes, "--rounds", rounds, "--quiet-load", quiet, "--quiet-timeout", patience, *load_only)  # fmt: skip
+                "--sizes", *sizes, "--rounds", rounds, "--quiet-load", quiet, "--quiet-timeout", patience, *only)  # fmt: skip
     session.run("python", str(ROOT / "tools/bench/compare.py"), str(work), *sizes)
 
 

@@ -94,7 +94,11 @@ def training_table(work: Path, sizes: list[str]) -> None:
         runs = {label: load_rounds(work / size, f"{side}-float32") for side, label in TRAINING_RUNS}
         if not any(runs.values()):
             continue
-        print(f"\n{size} training, one stage-2 step, fp32; median [range] over rounds")
+        done = [run["run"] for rounds in runs.values() for run in rounds if "run" in run]
+        loads = [r["load_before"] for r in done] + [r["load_after"] for r in done]
+        print(f"\n{size} training, one stage-2 step, fp32; median [range] over {max(map(len, runs.values()))} rounds; "
+              f"1-minute load before/after runs {min(loads):.2f}-{max(loads):.2f}, other processes took at most "
+              f"{max(r['others_share'] for r in done):.3f} cores")  # fmt: skip
         for key, name in (("samples_per_s", "samples/s"), ("seconds_per_step", "s/step"),
                           ("peak_rss_mb", "peak RSS MB")):  # fmt: skip
             print(f"  {name:<14} " + " | ".join(f"{label} {figure(rounds, key)}" for label, rounds in runs.items()))

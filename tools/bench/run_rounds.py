@@ -29,7 +29,10 @@ def main() -> int:
     parser.add_argument("--quiet-load", type=float, default=0.3, help="1-minute load average to wait for")
     parser.add_argument("--quiet-timeout", type=float, default=1800.0, help="seconds to wait, then run marked")
     parser.add_argument("--load-only", action="store_true", help="time loading alone: no encoding, captions, training")
+    parser.add_argument("--train-only", action="store_true", help="time the training step alone: no inference runs")
     args = parser.parse_args()
+    if args.load_only and args.train_only:
+        parser.error("--load-only and --train-only exclude each other")
     env = {**os.environ, "BLIP2_HOME": str(args.work / "blip2-home")}  # ours' compiled bf16 encoders cached here
     ours, reference = sys.executable, args.reference_python
     for size in [s for s in args.sizes if s != "data"]:
@@ -42,7 +45,7 @@ def main() -> int:
             sides = [("reference", reference, "reference.py"), ("ours", ours, "ours.py")]
             if round_number % 2:
                 sides.reverse()  # each side goes first in every other round
-            for dtype in ("float32", "bfloat16"):
+            for dtype in () if args.train_only else ("float32", "bfloat16"):
                 for side, python, script in sides:
                     command = [python, str(HERE / script), *common, "--dtype", dtype]
                     command += ["--load-only"] if args.load_only else []
