@@ -134,7 +134,8 @@ def write_model_card(directory: Path, record: dict) -> Path:
         f"LLM frozen): {record['settings']['vqa']}; loss {_losses(record, 'finetune_vqa')}",
         f"- time: {record['train_seconds'] / 60:.1f} min training, {record['total_seconds'] / 60:.1f} min with the "
         f"evaluations, on {record['cpu']} ({_load(record)}); steps: "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in record["timings_s"].items()),
+        + ", ".join(f"{k} {v:.0f} s" for k, v in record["timings_s"].items())
+        + (f" ({record['vqa_rerun']})" if record.get("vqa_rerun") else ""),
         "",
         "## Held-out test split (blip2-eval)",
         "",

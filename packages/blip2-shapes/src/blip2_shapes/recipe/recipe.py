@@ -10,8 +10,9 @@
 4. ``blip2-train cache-features`` (the frozen ViT's features of every training image, once), ``blip2-train
    stage1`` (ITC + ITM + ITG, the ViT frozen) and ``blip2-train stage2`` on the frozen LLM and ViT (the captioning
    model), both from those features, then ``blip2-train finetune-vqa`` from it (the question beside the Q-Former's queries
-   and in the LLM prompt, the ten answers weighted; the ViT trained with the Q-Former, as the paper fine-tunes it
-   for VQA; LLM frozen). Images are only resized, never cropped (a crop cuts out shapes that captions count).
+   and in the LLM prompt, the ten answers weighted; ViT and LLM frozen, the features again from the cache: the
+   paper trains the ViT for VQA, which measured worse here and costs more). Images are only resized, never
+   cropped (a crop cuts out shapes that captions count).
 5. The model directory, one model per task as BLIP-2's checkpoints are published: the stage-2 model (captions) with
    its LLM inside (nothing outside it is needed), the VQA model in ``vqa/`` (with the Q-Former's tokenizer: its
    answers read the question there) and the stage-1 model in ``stage1/`` for retrieval. One model for both tasks
@@ -52,7 +53,9 @@ PROFILES = {
         "stage1": {"max_steps": 800, "batch": 32, "learning_rate": 1e-3, "warmup": 50},
         # stage 2 is the cheapest step (0.2 s): 1500 steps took test CIDEr from 1.3 (400 steps) to 4.1
         "stage2": {"max_steps": 2000, "batch": 32, "learning_rate": 1e-3, "warmup": 30},
-        "vqa": {"max_steps": 600, "batch": 32, "learning_rate": 5e-4, "warmup": 30, "train_vit": True},
+        # the ViT frozen, from the feature cache: 1100 steps cost about what 600 with the ViT trained did, and on
+        # the val split answered 87.1% (is there 70%) against 78.1% (53%); 1500 steps with the ViT trained: 84.6%
+        "vqa": {"max_steps": 1100, "batch": 32, "learning_rate": 5e-4, "warmup": 30},
         "model": {},
     },
     "learning_test": {
@@ -244,8 +247,8 @@ def train_model(work: Path, out: Path, profile_name: str = "full", skip_eval: bo
     for d in (stage1, stage2, vqa, features):
         shutil.rmtree(d, ignore_errors=True)
     captions = f"{train['image_root']},{train['captions']}"
-    # The ViT stays frozen through stages 1 and 2, so its features are computed once (blip2-train's feature
-    # cache: the same loss as from the images, which are only resized here anyway) and both stages read them.
+    # The ViT stays frozen through stages 1 and 2 and the VQA step, so its features are computed once
+    # (blip2-train's feature cache: the same loss as from the images, which are only resized here anyway).
     run(
         [tool("blip2-train"), "cache-features", "--model_name_or_path", str(work / "init"), "--image_size", "64",
          "--dataset", "synthetic_shapes", "--data_files", captions, "--output_dir", str(features)],
@@ -274,7 +277,8 @@ def train_model(work: Path, out: Path, profile_name: str = "full", skip_eval: bo
         [tool("blip2-train"), "finetune-vqa", "--model_name_or_path", str(stage2), "--text_model_name_or_path",
          str(work / "llm"), "--qformer_tokenizer", str(bert), "--freeze_vit", str(not vqa_settings.get("train_vit")).lower(), "--gradient_checkpointing",
          "false", "--prompt", VQA_PROMPT,
-         *train_args(vqa_settings, "coco_vqa", f"{train['image_root']},{vqa_rows}", vqa, STAGE2_MAX_TXT_LEN)],
+         *train_args(vqa_settings, "coco_vqa", f"{train['image_root']},{vqa_rows}", vqa, STAGE2_MAX_TXT_LEN),
+         *([] if vqa_settings.get("train_vit") else from_cache)],
         work / "vqa.log",
     )  # fmt: skip
     lap("finetune_vqa", t)
