@@ -174,6 +174,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
 
     # data first: a missing annotation file should not wait for a 1B-parameter model to load
     mixture = None
+    streamed = True  # read by a StreamLoader or a MixedLoader (no length: --max_steps ends the run)
     if data_args.sampling_weights:
         mixture = plan_mixture(data_args.dataset, data_args.data_files, data_args.sampling_weights)
         check_stream_options(stage, data_args, "--sampling_weights")
@@ -190,12 +191,12 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
             ", ".join(f"{part.label} {part.weight / total:.0%} ({data!r})" for part, data in dataset),
         )
         planned = args.max_steps
-    stream = mixture is None and is_stream(data_args.dataset)
-    if stream:
+    elif is_stream(data_args.dataset):
         check_stream_options(stage, data_args)
         dataset = load_stream(data_args.data_files, data_args, args)
         planned = args.max_steps
-    elif mixture is None:
+    else:
+        streamed = False
         dataset = load_training_data(data_args.dataset, data_args.data_files, data_args.skip_bad_samples)
         planned = planned_steps(len(dataset), args)
     done = already_finished(args.resume_from_checkpoint, resume, args.output_dir, planned)
@@ -265,7 +266,6 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         if frozen:
             logger.info("not trained (their losses are off): %s", ", ".join(frozen))
     collator = build_training_collator(stage, tokenizer, model, data_args, model_args)
-    streamed = stream or mixture is not None  # read by a StreamLoader or a MixedLoader
     collator.carry_keys = streamed and data_args.log_consumed_samples
     files = ModelFiles(
         tokenizer=tokenizer,

@@ -97,13 +97,13 @@ def retrieval_ceiling(files: dict) -> dict:
     rows = json.loads(Path(files["test"]["captions"]).read_text())
     texts = Counter(caption for row in rows for caption in row["caption"])
     per_image = [set(row["caption"]) for row in rows]
+    # image -> text: the texts equal to one of its own captions, its own among them
+    tied = [sum(texts[c] for c in captions) for captions in per_image]
+    # text -> image: the images that have this caption, its own among them
+    holders = Counter(caption for captions in per_image for caption in captions)
     recall: dict[str, float] = {}
     for k in (1, 5, 10):
-        # image -> text: the texts equal to one of its own captions, its own among them
-        tied = [sum(texts[c] for c in captions) for captions in per_image]
         recall[f"txt_r{k}"] = 100 * sum(_recall_among_ties(t, len(c), k) for t, c in zip(tied, per_image)) / len(rows)
-        # text -> image: the images that have this caption, its own among them
-        holders = Counter(caption for captions in per_image for caption in captions)
         recall[f"img_r{k}"] = (
             100
             * sum(_recall_among_ties(holders[c], 1, k) for captions in per_image for c in captions)
