@@ -1,8 +1,9 @@
-"""The demo's starting point for ``blip2-train stage1``: a small EVA-ViT and Q-Former, freshly initialised.
+"""The demo's starting point for ``blip2-train stage1``: a small EVA-ViT and Q-Former.
 
-There is no pre-trained vision encoder or BERT of this size, so stage 1 starts from random weights (and trains
-the ViT with the Q-Former: ``--freeze_vit false``); stage 2 then freezes the ViT, as BLIP-2 freezes EVA-ViT-g.
-Written as a stage-1 model directory, which ``blip2-train stage1 --model_name_or_path`` continues from.
+There is no pre-trained vision encoder or BERT of this size: the recipe pre-trains the ViT (``pretrain_vit.py``,
+EVA-CLIP's stand-in) and the Q-Former's text side (``pretrain_text.py``, BERT-base's) and hands their weights here;
+the Q-Former's cross-attention and queries start fresh, as in BLIP-2. Without them both start random. Written as a
+stage-1 model directory, which ``blip2-train stage1 --model_name_or_path`` continues from.
 
 The ViT's learned position embedding starts as a 2-D sine-cosine table (MAE's), not EVA's truncated normal of
 std 0.02: at that size the positions are about 70 times smaller than the patch tokens, and a ViT this small,
@@ -13,6 +14,7 @@ name the top group's colour got 71% from the default start, 99% from the sine-co
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,28 +55,39 @@ def sincos_positions(hidden_size: int, grid: int) -> np.ndarray:
     return np.concatenate([np.zeros((1, hidden_size)), table])[None].astype("float32")
 
 
+def qformer_config(bert_vocab_dir: Path, vision: dict | None = None, qformer: dict | None = None) -> Any:
+    """The demo's QFormerConfig: the vocabulary of ``bert_vocab_dir`` and [DEC], cross-attention to the ViT's width."""
+    from blip2_qformer import QFormerConfig
+
+    vision = {**VISION, **(vision or {})}
+    words = len((bert_vocab_dir / "vocab.txt").read_text().splitlines())
+    return QFormerConfig(
+        vocab_size=words + 1,  # + [DEC], the ITG start token
+        bos_token_id=words,
+        encoder_hidden_size=vision["hidden_size"],
+        **{**QFORMER, **(qformer or {})},
+    )
+
+
 def write_initial_stage1(
-    bert_vocab_dir: Path, out: Path, seed: int = 0, vision=None, qformer=None, vision_state=None
+    bert_vocab_dir: Path, out: Path, seed: int = 0, vision=None, qformer=None, vision_state=None, text_state=None
 ) -> Path:
     """config.json, model.safetensors, the Q-Former's vocab.txt and the image processor in ``out``.
-    ``vision_state``: the pre-trained ViT's weights (``pretrain_vit.py``), else the ViT starts random too."""
+    ``vision_state``: the pre-trained ViT's weights (``pretrain_vit.py``), else the ViT starts random too;
+    ``text_state``: the Q-Former's pre-trained text side (``pretrain_text.py``), else it starts random."""
     import paddle
 
     from blip2_core import Blip2Config, Blip2Qformer
     from blip2_core.loading.text_tokenizer import load_tokenizer
     from blip2_data import ImageProcessor, ImageProcessorConfig
     from blip2_eva_vit import EvaVitConfig
-    from blip2_qformer import QFormerConfig
 
     vision = {**VISION, **(vision or {})}
-    words = len((bert_vocab_dir / "vocab.txt").read_text().splitlines())
-    qformer_config = QFormerConfig(
-        vocab_size=words + 1,  # + [DEC], the ITG start token
-        bos_token_id=words,
-        encoder_hidden_size=vision["hidden_size"],
-        **{**QFORMER, **(qformer or {})},
+    config = Blip2Config(
+        vision_config=EvaVitConfig(**vision),
+        qformer_config=qformer_config(bert_vocab_dir, vision, qformer),
+        freeze_vit=False,
     )
-    config = Blip2Config(vision_config=EvaVitConfig(**vision), qformer_config=qformer_config, freeze_vit=False)
     paddle.seed(seed)
     model = Blip2Qformer(config)
     if vision_state is not None:
@@ -83,6 +96,15 @@ def write_initial_stage1(
             raise ValueError(f"pre-trained ViT weights do not fit: missing {missing}, unexpected {unexpected}")
     else:
         model.vision_model.pos_embed.set_value(initial_positions(vision))
+    if text_state is not None:
+        parameters = dict(model.named_parameters())
+        unknown = sorted(set(text_state) - set(parameters))
+        if unknown:
+            raise ValueError(f"pre-trained text weights do not fit the Q-Former: {unknown[:5]}")
+        for name, value in text_state.items():
+            if tuple(parameters[name].shape) != value.shape:
+                raise ValueError(f"{name}: pre-trained {value.shape}, Q-Former {tuple(parameters[name].shape)}")
+            parameters[name].set_value(value)
     model.save_pretrained(
         out,
         tokenizer=load_tokenizer(bert_vocab_dir),

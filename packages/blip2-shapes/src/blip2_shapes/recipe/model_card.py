@@ -37,6 +37,21 @@ def _vit_accuracy(vit: dict) -> str:
     )
 
 
+def _text_encoder(record: dict) -> list[str]:
+    text = record.get("text_encoder")
+    if not text:
+        return []
+    first, last = text["first_loss"], text["last_loss"]
+    return [
+        "- Q-Former text side: no BERT exists at this size, so it is pre-trained first "
+        "(`blip2_shapes/recipe/pretrain_text.py`, BERT-base's stand-in) "
+        f"{text['steps']} steps of {text['batch_size']} on the captions of {text['scenes']} scenes (the LLM's): "
+        "masked words, and two captions of a scene against the batch's other scenes "
+        f"(losses {first['masked_words']:.2f} -> {last['masked_words']:.3f} and {first['contrastive']:.2f} -> "
+        f"{last['contrastive']:.3f}); the cross-attention and queries start fresh"
+    ]
+
+
 def _load(record: dict) -> str:
     """The 1-minute load average when the run started (the recipe's own two cores make the load at its end)."""
     start = record.get("load_average_at_start")
@@ -125,6 +140,7 @@ def write_model_card(directory: Path, record: dict) -> Path:
             else ""
         )
         + "; training images are only resized (no random crop: it would cut out shapes the captions count)",
+        *_text_encoder(record),
         f"- `blip2-train stage1` (ITC + ITM + ITG): {record['settings']['stage1']}; loss "
         f"{record['losses']['stage1']['first']['loss']:.3f} -> {record['losses']['stage1']['last']['loss']:.3f}",
         f"- `blip2-train stage2` (frozen ViT and LLM; the captioning model): {record['settings']['stage2']}; loss "
