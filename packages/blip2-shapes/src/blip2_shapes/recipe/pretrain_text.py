@@ -26,7 +26,6 @@ step from such a Q-Former answered worse (the recipe README's last section).
 from __future__ import annotations
 
 import random
-import time
 from typing import Any
 
 import numpy as np
@@ -35,10 +34,6 @@ from .short_training import adamw_warmup_cosine, optimise
 
 MASKED_SHARE = 0.15  # BERT's
 TEMPERATURE = 0.07  # the starting temperature of stage 1's ITC
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def caption_pairs(scenes: list[dict], index: np.ndarray, rng: random.Random) -> tuple[list[str], list[str], list]:
@@ -89,6 +84,7 @@ def pretrain_text_encoder(
     batch_size: int,
     learning_rate: float,
     seed: int = 0,
+    log=print,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Train a fresh ``QFormerForPretraining``'s text side; (its ``text_side_state``, a record for scores.json)."""
     import paddle
@@ -96,6 +92,7 @@ def pretrain_text_encoder(
 
     from blip2_data import pre_caption
     from blip2_qformer import QFormerForPretraining
+    from blip2_qformer.pretraining import smoothed_cross_entropy
 
     paddle.seed(seed)
     model = QFormerForPretraining(qformer_config)
@@ -121,8 +118,7 @@ def pretrain_text_encoder(
         targets = paddle.to_tensor(same / same.sum(axis=1, keepdims=True))
         similarity = feat_a @ feat_b.t() / TEMPERATURE
         contrastive = (
-            -(F.log_softmax(similarity, axis=1) * targets).sum(1).mean()
-            - (F.log_softmax(similarity.t(), axis=1) * targets).sum(1).mean()
+            smoothed_cross_entropy(similarity, targets, 0.0) + smoothed_cross_entropy(similarity.t(), targets, 0.0)
         ) / 2
         masked, labels = mask_words(ids_a, mask_a, special, mask_id, order)
         hidden, _ = model.text_features(paddle.to_tensor(masked), paddle.to_tensor(mask_a))
