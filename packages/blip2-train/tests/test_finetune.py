@@ -158,6 +158,33 @@ def test_finetune_vqa(assets, tmp_path):
     assert Predictor.load(str(out)).qformer_tokenizer is not None
 
 
+def test_finetune_vqa_without_the_question_in_the_qformer(assets, tmp_path):
+    """--qformer_question false: the LLM alone reads the question; the Q-Former gets no text parts, the batches no
+    Q-Former tokens, and the saved model answers as a zero-shot one does."""
+    from blip2_train.arguments import ModelArguments
+    from blip2_train.run import build_training_collator, question_in_qformer
+
+    assert question_in_qformer("finetune-vqa", ModelArguments())
+    assert not question_in_qformer("finetune-vqa", ModelArguments(qformer_question=False))
+    assert question_in_qformer("finetune-instruct", ModelArguments(qformer_question=False))  # InstructBLIP's design
+    out = tmp_path / "vqa-out"
+    args = finetune_args("finetune-vqa", assets, out, tiny.write_vqa(tmp_path / "vqa"))
+    args += ["--model_name_or_path", str(assets["vision_no_dropout"]), "--qformer_question", "false"]
+    tiny.train([*args, "--text_model_name_or_path", str(assets["llm_no_dropout"]), "--dataset", "coco_vqa"], tmp_path)
+    assert_falls(tiny.losses(out))
+    model = Blip2ForConditionalGeneration.from_pretrained(out)
+    assert not model.config.qformer_text_input and not model.config.qformer_config.has_text_input
+    assert "qformer.embeddings.word_embeddings.weight" not in tiny.trainable_weights(out / "checkpoint-10")
+    assert not (out / "qformer_tokenizer").exists()
+    model_args, data_args, _ = parse("finetune-vqa", ["--output_dir", "x", "--qformer_question", "false"])
+    from blip2_core.loading.text_tokenizer import load_tokenizer
+
+    collator = build_training_collator("finetune-vqa", load_tokenizer(out), model, data_args, model_args)
+    image = np.zeros([3, FINETUNED_SIZE, FINETUNED_SIZE], np.float32)
+    batch = collator([{"image": image, "text_input": "what?", "answers": ["a", "b"], "weights": [0.5, 0.5]}])
+    assert "qformer_input_ids" not in batch and batch["input_ids"].shape[0] == 2
+
+
 def test_finetune_vqa_flant5(assets, tmp_path):
     """FlanT5: prompt with the question into the encoder, each answer a decoder target; the loss falls."""
     llm = tiny.write_llm(

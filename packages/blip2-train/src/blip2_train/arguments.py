@@ -60,6 +60,13 @@ class ModelArguments:
     stage1_losses: str = field(
         default="itc,itm,itg", metadata={"help": "Stage 1: the losses to train, comma-separated (LAVIS: all three)."}
     )
+    qformer_question: bool = field(
+        default=True,
+        metadata={
+            "help": "finetune-vqa: the question enters the Q-Former beside the queries as well as the LLM's prompt "
+            "(BLIP-2's VQA fine-tuning, LAVIS); false: only the LLM reads it, as in zero-shot VQA."
+        },
+    )
 
 
 @dataclass

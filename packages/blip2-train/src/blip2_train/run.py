@@ -114,9 +114,17 @@ def build_training_collator(
     collator = build_collator(stage, tokenizer, model, data_args)
     if stage not in QUESTION_STAGES:
         return TrainingCollator(collator, BASE_STAGE[stage])
+    if not question_in_qformer(stage, model_args):
+        return VqaCollator(collator, None)
     # the question also enters the Q-Former, in its own (BERT) tokens
     qformer_tokenizer = load_text_tokenizer("stage1", model_args)
     return VqaCollator(collator, Blip2Collator.for_qformer(qformer_tokenizer, data_args.max_txt_len))
+
+
+def question_in_qformer(stage: str, model_args: ModelArguments) -> bool:
+    """Whether the question (instruction) is also the Q-Former's text input: always for InstructBLIP, for VQA
+    unless ``--qformer_question false``."""
+    return stage == "finetune-instruct" or (stage in QUESTION_STAGES and model_args.qformer_question)
 
 
 def resolve_model_names(model_args: ModelArguments) -> None:
@@ -159,7 +167,7 @@ def build_model(stage: str, model_args: ModelArguments) -> Any:
         model_args.image_size,
         model_args.freeze_vit,
         model_args.trust_pickle,
-        qformer_text=stage in QUESTION_STAGES,
+        qformer_text=question_in_qformer(stage, model_args),
     )
     return as_instructblip(model) if stage == "finetune-instruct" else model
 
@@ -271,7 +279,7 @@ def run(stage: str, model_args: ModelArguments, data_args: DataArguments, args: 
         tokenizer=tokenizer,
         image_processor=ImageProcessor(image_config),
         # the question's Q-Former (BERT) tokens: kept beside the LLM's tokenizer
-        qformer_tokenizer=collator.qformer_collator.tokenizer if stage in QUESTION_STAGES else None,
+        qformer_tokenizer=collator.qformer_collator.tokenizer if question_in_qformer(stage, model_args) else None,
         weights_from=starting_models(stage, model_args),
     )
     trainer = Blip2Trainer(

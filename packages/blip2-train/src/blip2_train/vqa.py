@@ -51,10 +51,10 @@ class VqaCollator(TrainingCollator):
     """Batch of ``questions`` images and ``questions x most answers`` LLM rows.
 
     ``qformer_input_ids`` / ``qformer_attention_mask``: the questions in the Q-Former's (BERT) tokens, one row
-    per image; ``input_ids`` / ``labels``: prompt + answer for the LLM (the prompt masked), question-major.
+    per image (left out without a ``qformer_collator``: the LLM alone reads the question); ``input_ids`` / ``labels``: prompt + answer for the LLM (the prompt masked), question-major.
     """
 
-    def __init__(self, llm_collator: Blip2Collator, qformer_collator: Blip2Collator) -> None:
+    def __init__(self, llm_collator: Blip2Collator, qformer_collator: Blip2Collator | None) -> None:
         super().__init__(llm_collator, "stage2")
         self.qformer_collator = qformer_collator
 
@@ -70,7 +70,10 @@ class VqaCollator(TrainingCollator):
             rows += [{"text_input": item["text_input"], "text_output": a} for a in answers]
             weights += row_weights
         llm = self.collator(rows)
-        questions = self.qformer_collator([{"text_input": item["text_input"]} for item in items])
+        questions = {}
+        if self.qformer_collator is not None:
+            bert = self.qformer_collator([{"text_input": item["text_input"]} for item in items])
+            questions = {"qformer_input_ids": bert["input_ids"], "qformer_attention_mask": bert["attention_mask"]}
         images = {key: [item[key] for item in items] for key in ("image", IMAGE_EMBEDS_KEY) if key in items[0]}
         return {
             **image_inputs(
@@ -79,8 +82,7 @@ class VqaCollator(TrainingCollator):
             "input_ids": llm["input_ids"],
             "attention_mask": llm["attention_mask"],
             "labels": llm["labels"],
-            "qformer_input_ids": questions["input_ids"],
-            "qformer_attention_mask": questions["attention_mask"],
+            **questions,
             ANSWER_WEIGHTS_KEY: np.asarray(weights, dtype=np.float32),
             "bad_samples": np.asarray([len(notes)], dtype=np.int64),
         }
