@@ -140,13 +140,21 @@ def named_pairs(caption: str) -> set[tuple[str, str]]:
 
 
 def shifted_caption_check(results_file: Path, captions_file: str) -> dict:
-    """How often a generated caption names exactly the drawn (colour, shape) pairs, and how often the colours."""
-    truth = {row["image_id"]: named_pairs(row["caption"][0]) for row in json.loads(Path(captions_file).read_text())}
+    """How often a generated caption names exactly the drawn (colour, shape) pairs, how often with the right counts
+    too ("two red circles"), and how often exactly the drawn colours."""
+    from ..drawn_differently import named_groups
+
+    drawn_captions = {row["image_id"]: row["caption"][0] for row in json.loads(Path(captions_file).read_text())}
     results = json.loads(Path(results_file).read_text())
-    exact = colours = 0
+    exact = counted = colours = 0
     for row in results:
-        said, drawn = named_pairs(row["caption"]), truth[row["image_id"]]
+        caption, drawn_caption = row["caption"], drawn_captions[row["image_id"]]
+        said, drawn = named_pairs(caption), named_pairs(drawn_caption)
         exact += said == drawn
+        counted += named_groups(caption) == named_groups(drawn_caption)
         colours += {c for c, _ in said} == {c for c, _ in drawn}
     n = len(results)
-    return {"images": n, "exact_colour_shape_pairs_pct": round(100 * exact / n, 1), "exact_colours_pct": round(100 * colours / n, 1)}  # fmt: skip
+    return {
+        "images": n, "exact_colour_shape_pairs_pct": round(100 * exact / n, 1),
+        "exact_pairs_and_counts_pct": round(100 * counted / n, 1), "exact_colours_pct": round(100 * colours / n, 1),
+    }  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any
 HEADLINE_FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("caption CIDEr", ("caption", "CIDEr")),
     ("captions with exactly the drawn pairs %", ("caption", "names_colours_and_shapes", "exact_colour_shape_pairs_pct")),
+    ("captions: ... and counts %", ("caption", "names_colours_and_shapes", "exact_pairs_and_counts_pct")),
     ("VQA accuracy %", ("vqa", "overall")),
     ("VQA is there %", ("vqa", "perQuestionType", "is there")),
     ("VQA what color %", ("vqa", "perQuestionType", "what color")),
@@ -25,6 +26,7 @@ HEADLINE_FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("retrieval text->image R@5", ("retrieval", "img_r5")),
     ("shifted: captions with exactly the drawn pairs %",
      ("shifted_caption", "names_colours_and_shapes", "exact_colour_shape_pairs_pct")),
+    ("shifted: ... and counts %", ("shifted_caption", "names_colours_and_shapes", "exact_pairs_and_counts_pct")),
     ("drawn differently: captions with exactly the drawn pairs %",
      ("drawn_differently", "exact_colour_shape_pairs_pct")),
     ("drawn differently: ... and counts %", ("drawn_differently", "exact_pairs_and_counts_pct")),

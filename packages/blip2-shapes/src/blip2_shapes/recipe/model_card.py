@@ -48,7 +48,18 @@ def _text_encoder(record: dict) -> list[str]:
         f"{text['steps']} steps of {text['batch_size']} on the captions of {text['scenes']} scenes (the LLM's): "
         "masked words, and two captions of a scene against the batch's other scenes "
         f"(losses {first['masked_words']:.2f} -> {last['masked_words']:.3f} and {first['contrastive']:.2f} -> "
-        f"{last['contrastive']:.3f}); the cross-attention and queries start fresh"
+        f"{last['contrastive']:.3f}); the cross-attention and queries start fresh. Only the retrieval model starts "
+        "from it: VQA from such a Q-Former answered worse",
+    ]
+
+
+def _retrieval_stage1(record: dict) -> list[str]:
+    losses = record["losses"].get("stage1_retrieval")
+    if not losses:
+        return []
+    return [
+        f"- `blip2-train stage1` again from the pre-trained text side, the retrieval model in `stage1/`: "
+        f"{record['settings']['retrieval_stage1']}; loss {losses['first']['loss']:.3f} -> {losses['last']['loss']:.3f}"
     ]
 
 
@@ -63,6 +74,11 @@ def _load(record: dict) -> str:
 
 def _varied_share(record: dict) -> float:
     return float(record["settings"].get("vit_varied_share", 0.0))
+
+
+def _counted(check: dict, line: str) -> list[str]:
+    """The with-counts figure, which records written before it was measured do not have."""
+    return [line.format(check["exact_pairs_and_counts_pct"])] if "exact_pairs_and_counts_pct" in check else []
 
 
 def _drawn_differently(measured: dict | None, varied_share: float) -> list[str]:
@@ -143,13 +159,16 @@ def write_model_card(directory: Path, record: dict) -> Path:
         *_text_encoder(record),
         f"- `blip2-train stage1` (ITC + ITM + ITG): {record['settings']['stage1']}; loss "
         f"{record['losses']['stage1']['first']['loss']:.3f} -> {record['losses']['stage1']['last']['loss']:.3f}",
+        *_retrieval_stage1(record),
         f"- `blip2-train stage2` (frozen ViT and LLM; the captioning model): {record['settings']['stage2']}; loss "
         f"{record['losses']['stage2']['first']['loss']:.3f} -> {record['losses']['stage2']['last']['loss']:.3f}",
         f"- `blip2-train finetune-vqa` from that model, into `vqa/` (the question beside the Q-Former's queries and in the LLM "
         f"prompt, answers weighted; ViT {'trained' if record['settings']['vqa'].get('train_vit') else 'frozen'}, "
         f"LLM frozen): {record['settings']['vqa']}; loss {_losses(record, 'finetune_vqa')}",
         f"- time: {record['train_seconds'] / 60:.1f} min training, {record['total_seconds'] / 60:.1f} min with the "
-        f"evaluations, on {record['cpu']} ({_load(record)}); steps: "
+        f"evaluations, on {record['cpu']} ({_load(record)}); steps"
+        + (" (two at a time, one core each: they add up to more)" if "stage1_retrieval" in record["timings_s"] else "")
+        + ": "
         + ", ".join(f"{k} {v:.0f} s" for k, v in record["timings_s"].items())
         + (f" ({record['vqa_rerun']})" if record.get("vqa_rerun") else ""),
         "",
@@ -162,6 +181,7 @@ def write_model_card(directory: Path, record: dict) -> Path:
         f"| | names exactly the drawn colour-shape pairs (colours only) | "
         f"{cap['names_colours_and_shapes']['exact_colour_shape_pairs_pct']}% "
         f"({cap['names_colours_and_shapes']['exact_colours_pct']}%) | |",
+        *_counted(cap["names_colours_and_shapes"], "| | the pairs with their counts too | {}% | |"),
         f'| VQA (`blip2-eval vqa`, vqa/, "Question: {{}} Answer:") | accuracy | {_pct(vqa.get("overall"))} | '
         f"{vqa_chance['uniform_overall']:.1f} (uniform), {_pct(vqa_chance['majority_answer'].get('overall'))} "
         "(most common answer) |",
@@ -206,6 +226,7 @@ def write_model_card(directory: Path, record: dict) -> Path:
         f"captions name exactly the drawn colour-shape pairs for {check['exact_colour_shape_pairs_pct']}% of "
         f"{check['images']} images, exactly the drawn colours for {check['exact_colours_pct']}% "
         f"(CIDEr {shifted['CIDEr']:.3f}).",
+        *_counted(check, "The pairs with their counts too: {}%."),
         "",
         *_drawn_differently(m.get("drawn_differently"), _varied_share(record)),
         "## Files",
