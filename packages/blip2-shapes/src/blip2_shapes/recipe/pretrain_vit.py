@@ -33,6 +33,7 @@ import numpy as np
 from blip2_data.synthetic import BACKGROUNDS, COLOURS, NUMBERS, SHAPES
 
 from ..drawn_differently import Style, render_differently
+from .rescaled_views import rescaled
 from .short_training import adamw_warmup_cosine, optimise
 from .unseen_scenes import unseen_scenes
 
@@ -98,11 +99,12 @@ TRAINING_STYLE = Style(
 
 
 def drawn_images(
-    count: int, held_out: set[tuple[str, ...]], seed: int = 0, varied: float = 0.0
+    count: int, held_out: set[tuple[str, ...]], seed: int = 0, varied: float = 0.0, rescaled_share: float = 0.0
 ) -> list[tuple[Any, list[int]]]:
     """``count`` more images of the training distribution, drawn in memory and JPEG-encoded as the dataset's files
     are, with their labels; none whose captions are those of a ``held_out`` image. ``varied``: the share of them
-    drawn in ``TRAINING_STYLE`` instead (other canvases, anti-aliased, turned, jittered, any JPEG quality)."""
+    drawn in ``TRAINING_STYLE`` instead (other canvases, anti-aliased, turned, jittered, any JPEG quality);
+    ``rescaled_share``: the share (of either kind) then zoomed and moved (``rescaled_views.rescaled``)."""
     import io
 
     from PIL import Image
@@ -118,6 +120,8 @@ def drawn_images(
             encoded = io.BytesIO()
             render(scene).save(encoded, "JPEG", quality=95)
             image = Image.open(encoded).convert("RGB")
+        if rescaled_share and styles.random() < rescaled_share:
+            image = rescaled(image, styles)
         drawn.append((image, caption_labels(texts, f"drawn image {len(drawn)}")))
     return drawn
 
