@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the model from nothing with the project's commands")
     train.add_argument("--work", required=True, type=Path, help="scratch folder (data, runs, logs, the new model)")
     train.add_argument("--out", type=Path, help="write the model here instead of comparing it with the shipped one")
-    train.add_argument("--profile", choices=["full", "full_text_encoder", "learning_test"], default="full")
+    train.add_argument("--profile", choices=["full", "learning_test"], default="full")
     train.add_argument("--skip-eval", action="store_true", help="train and package only (needs --out)")
     train.add_argument("--replace-anyway", action="store_true", help="replace the shipped model even if a figure fell")
     return parser

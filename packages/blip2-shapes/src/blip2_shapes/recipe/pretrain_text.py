@@ -19,8 +19,8 @@ of ``pretrain_lm.text_only_scenes``; never a val, test or shifted image's):
 
 Measured from the same ViT, stage 1 300 steps of 32 after it (val split, 100 images): image->text R@5 69% against
 33% without, text->image 58% against 32%; ITC loss 1.57 against 2.50. The feed-forward weights are then copied
-into the queries' feed-forward, as LAVIS does with BERT's. Only the ``full_text_encoder`` profile runs it: the VQA
-step from such a Q-Former answered worse (the recipe README's last section).
+into the queries' feed-forward, as LAVIS does with BERT's. Only the retrieval model's stage 1 starts from it: the
+VQA step from such a Q-Former answered worse (the recipe README's last sections).
 """
 
 from __future__ import annotations

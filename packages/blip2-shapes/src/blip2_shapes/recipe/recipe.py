@@ -1,20 +1,21 @@
 """Train the project's default model from nothing, with the project's own commands, and measure it.
 
-    blip2-shapes train --work WORK [--out MODEL_DIR] [--profile full|full_text_encoder|learning_test]
+    blip2-shapes train --work WORK [--out MODEL_DIR] [--profile full|learning_test]
 
 1. ``blip2_data.synthetic``: the synthetic_shapes dataset (train / val / test / shifted).
 2. The LLM's BPE tokenizer and the Q-Former's WordPiece vocabulary from the training text.
 3. A small OPT pre-trained on that text and on more scenes drawn as text only (``pretrain_lm.py``), frozen from
    then on; a small EVA-ViT pre-trained to name the colours, shapes, counts and background of the training
-   captions, on the training images and more drawn in memory (``pretrain_vit.py``, EVA-CLIP's stand-in); in the
-   ``full_text_encoder`` profile also the Q-Former's text side, on the LM's scenes' captions (``pretrain_text.py``,
-   BERT-base's stand-in).
+   captions, on the training images and more drawn in memory (``pretrain_vit.py``, EVA-CLIP's stand-in); the
+   Q-Former's text side, on the LM's scenes' captions (``pretrain_text.py``, BERT-base's stand-in), for the
+   retrieval model only.
 4. ``blip2-train cache-features`` (the frozen ViT's features of every training image, once), ``blip2-train
-   stage1`` (ITC + ITM + ITG, the ViT frozen) and ``blip2-train stage2`` on the frozen LLM and ViT (the captioning
-   model), both from those features, then ``blip2-train finetune-vqa`` from it (the question beside the Q-Former's queries
+   stage1`` (ITC + ITM + ITG, the ViT frozen) twice: from a random text side for the captioning and VQA models,
+   from the pre-trained one for the retrieval model; ``blip2-train stage2`` on the frozen LLM and ViT (the
+   captioning model), all from those features, then ``blip2-train finetune-vqa`` from it (the question beside the Q-Former's queries
    and in the LLM prompt, the ten answers weighted; ViT and LLM frozen, the features again from the cache: the
    paper trains the ViT for VQA, which measured worse here and costs more). Images are only resized, never
-   cropped (a crop cuts out shapes that captions count).
+   cropped (a crop cuts out shapes that captions count). The steps run in two lanes, one core each (``lanes.py``).
 5. The model directory, one model per task as BLIP-2's checkpoints are published: the stage-2 model (captions) with
    its LLM inside (nothing outside it is needed), the VQA model in ``vqa/`` (with the Q-Former's tokenizer: its
    answers read the question there) and the stage-1 model in ``stage1/`` for retrieval. One model for both tasks
@@ -33,15 +34,20 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .baselines import chance_levels, shifted_caption_check
 from .initial_model import VISION, initial_positions, qformer_config, write_initial_stage1
+from .lanes import Lanes
 from .model_card import write_model_card
 from .pretrain_lm import OPT_SHAPE, VQA_PROMPT, pretrain, scene_texts, text_only_scenes
 from .pretrain_text import pretrain_text_encoder
 from .pretrain_vit import drawn_images, pretrain_vit
+from .rescaled_views import write_rescaled_views
 from .tokenizers_for_shapes import bert_vocab, train_bpe
+from .training_questions import presence_questions, with_views
 
 # Each profile: dataset sizes, LM steps, the two stages' steps and batch, and the evaluation sizes.
 PROFILES = {
@@ -51,9 +57,22 @@ PROFILES = {
         "vit_steps": 1200,
         "vit_drawn_images": 20000,
         "vit_varied_share": 0.5,  # of the drawn images: drawn in pretrain_vit.TRAINING_STYLE (robustness)
-        # the Q-Former's text side starts random: pre-training it (pretrain_text.py) lifted retrieval and cost VQA,
-        # measured in the recipe README's last section; the "full_text_encoder" profile below runs it
-        "text": None,
+        # Zoomed and moved pictures (rescaled_views.py) for the ViT's drawn images and as more training pictures and
+        # questions: measured to cost more than they gave within the 30 minutes (recipe README, last section)
+        "vit_rescaled_share": 0.0,
+        "rescaled_views": 0,
+        "presence_questions": False,  # more "is there" questions from the captions (training_questions.py)
+        # the Q-Former's text side pre-trained (pretrain_text.py) for the retrieval model's stage 1 only: from it 800
+        # stage-1 steps reached test R@5 90.7 / 94.6% (26.0 / 28.7% from a random start), but VQA from that model
+        # answered 77.8% (84.7%); the captioning and VQA models start from a random text side
+        "text": {"steps": 250, "batch": 128, "learning_rate": 1e-3},
+        "retrieval_stage1": {
+            "max_steps": 800,
+            "batch": 32,
+            "learning_rate": 1e-3,
+            "warmup": 50,
+            "losses": "itc,itm,itg",
+        },
         # from the feature cache a stage-1 step costs little: 800 steps (and warmup 50) took test retrieval R@5
         # from 4.7 / 5.0% (200 steps) to 68 / 45% (image->text / text->image) in one run
         "stage1": {"max_steps": 800, "batch": 32, "learning_rate": 1e-3, "warmup": 50},
@@ -69,6 +88,8 @@ PROFILES = {
         "lm": {"steps": 120, "batch": 64, "learning_rate": 2e-3, "text_only_scenes": 2000},
         "vit_steps": 300,
         "vit_drawn_images": 600,
+        "text": {"steps": 20, "batch": 32, "learning_rate": 1e-3},
+        "retrieval_stage1": {"max_steps": 20, "batch": 16, "learning_rate": 1e-3, "warmup": 5, "losses": "itc,itm,itg"},
         "stage1": {"max_steps": 100, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
         "stage2": {"max_steps": 200, "batch": 16, "learning_rate": 1e-3, "warmup": 10},
         "vqa": {"max_steps": 150, "batch": 16, "learning_rate": 5e-4, "warmup": 10},
@@ -76,21 +97,16 @@ PROFILES = {
         "evaluations": ["caption", "vqa"],  # CI time: the retrieval evaluator has tests of its own
     },
 }
-# "full" with the Q-Former's text side pre-trained first; stage 1 and 2 shortened to pay for it (the run measured in
-# the recipe README: test retrieval R@5 26 / 29% -> 64 / 74%, VQA 84.7 -> 76.9%, 31.9 min on a slower day)
-PROFILES["full_text_encoder"] = {
-    **PROFILES["full"],
-    "text": {"steps": 250, "batch": 128, "learning_rate": 1e-3},
-    "stage1": {**PROFILES["full"]["stage1"], "max_steps": 600},
-    "stage2": {**PROFILES["full"]["stage2"], "max_steps": 1850},
-}
 CAPTION_MAX_TXT_LEN = 16  # Q-Former tokens of the longest caption (13) with room
 STAGE2_MAX_TXT_LEN = 24  # OPT tokens of the longest caption and "\n"
 
 
-def run(command: list[str], log_file: Path) -> None:
-    """A project command in its own process; its output to ``log_file``, the tail shown if it fails."""
+def run(command: list[str], log_file: Path, threads: int | None = None) -> None:
+    """A project command in its own process; its output to ``log_file``, the tail shown if it fails. ``threads``:
+    the CPU threads it may use (default: the tools' own choice, every core)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    if threads is not None:
+        env["BLIP2_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
     print("$ " + " ".join(command), flush=True)
     with open(log_file, "w") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -118,9 +134,12 @@ def train_args(stage: dict, dataset: str, data_files: str, output_dir: Path, max
     ]  # fmt: skip
 
 
-def vqa_training_file(split: dict, out: Path) -> Path:
+def vqa_training_file(
+    split: dict, out: Path, presence: bool = False, views: dict[str, list[str]] | None = None
+) -> Path:
     """The split's VQAv2 questions + annotations as the rows ``blip2-train finetune-vqa`` reads (LAVIS's
-    vqa_train.json: image, question, the ten answers)."""
+    vqa_train.json: image, question, the ten answers); ``presence``: with more "is there" questions read from the
+    captions, ``views``: every row again for each rescaled view of its image (``training_questions``)."""
     images = {str(row["image_id"]): row["image"] for row in json.loads(Path(split["captions"]).read_text())}
     questions = {q["question_id"]: q for q in json.loads(Path(split["questions"]).read_text())["questions"]}
     rows = []
@@ -130,6 +149,10 @@ def vqa_training_file(split: dict, out: Path) -> Path:
             "question_id": row["question_id"], "question": question["question"],
             "image": images[str(question["image_id"])], "answer": [a["answer"] for a in row["answers"]],
         })  # fmt: skip
+    if presence:
+        rows += presence_questions(Path(split["captions"]), first_id=1 + max(row["question_id"] for row in rows))
+    if views:
+        rows = with_views(rows, views, first_id=1 + max(row["question_id"] for row in rows))
     out.write_text(json.dumps(rows))
     return out
 
@@ -197,6 +220,32 @@ def evaluate(model: Path, files: dict, work: Path, eval_batch: int, which: list[
     return metrics
 
 
+def pretrain_vit_on_drawn_images(
+    image_root: Path, captions_file: Path, vision: dict, profile: dict, held_out: set[tuple[str, ...]]
+) -> tuple[dict, dict]:
+    """``pretrain_vit`` on the training images and the profile's drawn ones (a worker process' job)."""
+    more_images = drawn_images(
+        profile["vit_drawn_images"], held_out, varied=profile.get("vit_varied_share", 0.0),
+        rescaled_share=profile.get("vit_rescaled_share", 0.0),
+    )  # fmt: skip
+    return pretrain_vit(
+        image_root, captions_file, vision, steps=profile["vit_steps"], initial_positions=initial_positions(vision),
+        more_images=more_images,
+    )  # fmt: skip
+
+
+def pretrain_text_encoder_from_files(
+    bert: Path, vision: dict, qformer: dict | None, scenes: list[dict], settings: dict
+) -> tuple[dict, dict]:
+    """``pretrain_text_encoder`` with the Q-Former config and tokenizer read from ``bert`` (a worker's job)."""
+    from blip2_core.loading.text_tokenizer import load_tokenizer
+
+    return pretrain_text_encoder(
+        qformer_config(bert, vision, qformer), load_tokenizer(bert), scenes, steps=settings["steps"],
+        batch_size=settings["batch"], learning_rate=settings["learning_rate"],
+    )  # fmt: skip
+
+
 def training_losses(output_dir: Path) -> dict:
     """First and last logged losses of a blip2-train run (train_log.jsonl)."""
     rows = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
@@ -233,84 +282,113 @@ def train_model(work: Path, out: Path, profile_name: str = "full", skip_eval: bo
     bert = bert_vocab(captions + qa_texts, work / "bert-vocab")
     lap("data_and_tokenizers", t)
 
-    t = time.time()
     lm_shape, lm_settings = {**OPT_SHAPE, **profile["model"].get("lm", {})}, profile["lm"]
     held_out = {tuple(row["caption"]) for split in ("val", "test", "shifted")
                 for row in json.loads(Path(files[split]["captions"]).read_text())}  # fmt: skip
     scenes = scene_texts(train["captions"], train["questions"], train["annotations"])
     scenes += text_only_scenes(lm_settings["text_only_scenes"], held_out)
-    lm = pretrain(
-        opt_tokenizer, scenes, work / "llm", steps=lm_settings["steps"], batch_size=lm_settings["batch"],
-        learning_rate=lm_settings["learning_rate"], shape=lm_shape,
-    )  # fmt: skip
-    lap("lm_pretraining", t)
-
-    t = time.time()
     model = profile["model"]
     vision = {**VISION, **model.get("vision", {})}
-    vision_state, vit = pretrain_vit(
-        Path(train["image_root"]), Path(train["captions"]), vision, steps=profile["vit_steps"],
-        initial_positions=initial_positions(vision),
-        more_images=drawn_images(profile["vit_drawn_images"], held_out, varied=profile.get("vit_varied_share", 0.0)),
-    )  # fmt: skip
-    lap("vit_pretraining", t)
-
-    text_state, text_encoder, text_settings = None, None, profile.get("text")
-    if text_settings:  # the Q-Former's text side pre-trained (pretrain_text.py), else it starts random
-        t = time.time()
-        from blip2_core.loading.text_tokenizer import load_tokenizer
-
-        text_state, text_encoder = pretrain_text_encoder(
-            qformer_config(bert, vision, model.get("qformer")), load_tokenizer(bert), scenes,
-            steps=text_settings["steps"], batch_size=text_settings["batch"], learning_rate=text_settings["learning_rate"],
-        )  # fmt: skip
-        lap("text_pretraining", t)
-
-    t = time.time()
-    write_initial_stage1(
-        bert, work / "init", vision=vision, qformer=model.get("qformer"), vision_state=vision_state,
-        text_state=text_state,
-    )  # fmt: skip
+    text_settings = profile.get("text")
     stage1, stage2, vqa, features = work / "stage1", work / "stage2", work / "vqa", work / "features"
-    for d in (stage1, stage2, vqa, features):
+    retrieval = work / "stage1_retrieval"
+    for d in (stage1, stage2, vqa, features, retrieval):
         shutil.rmtree(d, ignore_errors=True)
-    captions = f"{train['image_root']},{train['captions']}"
-    # The ViT stays frozen through stages 1 and 2 and the VQA step, so its features are computed once
-    # (blip2-train's feature cache: the same loss as from the images, which are only resized here anyway).
-    run(
-        [tool("blip2-train"), "cache-features", "--model_name_or_path", str(work / "init"), "--image_size", "64",
-         "--dataset", "synthetic_shapes", "--data_files", captions, "--output_dir", str(features)],
-        work / "cache_features.log",
-    )  # fmt: skip
+    stage_captions, views = Path(train["captions"]), {}
+    if profile.get("rescaled_views"):  # each training picture again, zoomed and moved (rescaled_views.py)
+        stage_captions = work / "captions_train_rescaled.json"
+        views = write_rescaled_views(
+            Path(train["image_root"]), Path(train["captions"]), profile["rescaled_views"], stage_captions
+        )
+    captions = f"{train['image_root']},{stage_captions}"
     from_cache = ["--feature_cache", str(features)]
-    lap("cache_features", t)
-    t = time.time()
-    run(
-        [tool("blip2-train"), "stage1", "--model_name_or_path", str(work / "init"), "--freeze_vit", "true",
-         *train_args(profile["stage1"], "synthetic_shapes", captions, stage1, CAPTION_MAX_TXT_LEN), *from_cache],
-        work / "stage1.log",
-    )  # fmt: skip
-    lap("stage1", t)
-    t = time.time()
-    run(
-        [tool("blip2-train"), "stage2", "--model_name_or_path", str(stage1), "--text_model_name_or_path",
-         str(work / "llm"), *train_args(profile["stage2"], "synthetic_shapes", captions, stage2, STAGE2_MAX_TXT_LEN),
-         *from_cache],
-        work / "stage2.log",
-    )  # fmt: skip
-    lap("stage2", t)
-    t = time.time()
-    vqa_rows, vqa_settings = vqa_training_file(train, work / "vqa_train.json"), profile["vqa"]
-    run(
-        [tool("blip2-train"), "finetune-vqa", "--model_name_or_path", str(stage2), "--text_model_name_or_path",
-         str(work / "llm"), "--qformer_tokenizer", str(bert), "--freeze_vit", str(not vqa_settings.get("train_vit")).lower(), "--gradient_checkpointing",
-         "false", "--prompt", VQA_PROMPT,
-         *train_args(vqa_settings, "coco_vqa", f"{train['image_root']},{vqa_rows}", vqa, STAGE2_MAX_TXT_LEN),
-         *([] if vqa_settings.get("train_vit") else from_cache)],
-        work / "vqa.log",
-    )  # fmt: skip
-    lap("finetune_vqa", t)
-    package_model(stage1, stage2, vqa, out)
+    vqa_settings = profile["vqa"]
+    vqa_rows = vqa_training_file(train, work / "vqa_train.json", profile.get("presence_questions", False), views)
+    results: dict[str, Any] = {}
+
+    def timed(name: str, step: Callable[[], Any]) -> Any:
+        since = time.time()
+        value = step()
+        lap(name, since)
+        return value
+
+    # Two lanes, one core each: a step of these small models runs no faster on two threads than on one (stage 1:
+    # 0.57-0.60 s either way, the LM 0.72 / 0.76 s, the ViT 0.34 / 0.39 s), so two steps side by side take the time
+    # of one. The image lane holds the longest chain (ViT, its features, stage 1, stage 2, VQA); the other lane
+    # pre-trains the LM and the Q-Former's text side, then trains the retrieval model's stage 1.
+    with Lanes() as lanes:
+
+        def pretrained_lane() -> None:
+            results["lm"] = timed("lm_pretraining", lambda: lanes.in_worker(
+                pretrain, opt_tokenizer, scenes, work / "llm", steps=lm_settings["steps"],
+                batch_size=lm_settings["batch"], learning_rate=lm_settings["learning_rate"], shape=lm_shape,
+            ))  # fmt: skip
+            lanes.done("lm")
+            if not text_settings:  # the Q-Former's text side starts random, stage 1 serves retrieval too
+                return
+            text_state, results["text_encoder"] = timed("text_pretraining", lambda: lanes.in_worker(
+                pretrain_text_encoder_from_files, bert, vision, model.get("qformer"), scenes, text_settings,
+            ))  # fmt: skip
+            vision_state = lanes.wait("vit")
+            write_initial_stage1(
+                bert, work / "init_text", vision=vision, qformer=model.get("qformer"), vision_state=vision_state,
+                text_state=text_state,
+            )  # fmt: skip
+            lanes.wait("features")
+            settings = profile["retrieval_stage1"]
+            timed("stage1_retrieval", lambda: run(
+                [tool("blip2-train"), "stage1", "--model_name_or_path", str(work / "init_text"), "--freeze_vit",
+                 "true", "--stage1_losses", settings["losses"],
+                 *train_args(settings, "synthetic_shapes", f"{train['image_root']},{train['captions']}", retrieval,
+                             CAPTION_MAX_TXT_LEN), *from_cache],
+                work / "stage1_retrieval.log", threads=1,
+            ))  # fmt: skip
+
+        def image_lane() -> None:
+            vision_state, results["vit"] = timed("vit_pretraining", lambda: lanes.in_worker(
+                pretrain_vit_on_drawn_images, Path(train["image_root"]), Path(train["captions"]), vision, profile,
+                held_out,
+            ))  # fmt: skip
+            # the captioning and VQA models' stage 1 starts with the Q-Former's text side random (with it
+            # pre-trained VQA answered 74-78% on test against 84-85%: recipe README, last section)
+            write_initial_stage1(
+                bert, work / "init", vision=vision, qformer=model.get("qformer"), vision_state=vision_state
+            )
+            lanes.done("vit", vision_state)
+            # The ViT stays frozen through stages 1 and 2 and the VQA step, so its features are computed once
+            # (blip2-train's feature cache: the same loss as from the images, which are only resized here anyway).
+            timed("cache_features", lambda: run(
+                [tool("blip2-train"), "cache-features", "--model_name_or_path", str(work / "init"), "--image_size",
+                 "64", "--dataset", "synthetic_shapes", "--data_files", captions, "--output_dir", str(features)],
+                work / "cache_features.log", threads=1,
+            ))  # fmt: skip
+            lanes.done("features")
+            timed("stage1", lambda: run(
+                [tool("blip2-train"), "stage1", "--model_name_or_path", str(work / "init"), "--freeze_vit", "true",
+                 *train_args(profile["stage1"], "synthetic_shapes", captions, stage1, CAPTION_MAX_TXT_LEN),
+                 *from_cache],
+                work / "stage1.log", threads=1,
+            ))  # fmt: skip
+            lanes.wait("lm")
+            timed("stage2", lambda: run(
+                [tool("blip2-train"), "stage2", "--model_name_or_path", str(stage1), "--text_model_name_or_path",
+                 str(work / "llm"), *train_args(profile["stage2"], "synthetic_shapes", captions, stage2,
+                                                STAGE2_MAX_TXT_LEN), *from_cache],
+                work / "stage2.log", threads=1,
+            ))  # fmt: skip
+            timed("finetune_vqa", lambda: run(
+                [tool("blip2-train"), "finetune-vqa", "--model_name_or_path", str(stage2),
+                 "--text_model_name_or_path", str(work / "llm"), "--qformer_tokenizer", str(bert), "--freeze_vit",
+                 str(not vqa_settings.get("train_vit")).lower(), "--gradient_checkpointing", "false", "--prompt",
+                 VQA_PROMPT,
+                 *train_args(vqa_settings, "coco_vqa", f"{train['image_root']},{vqa_rows}", vqa, STAGE2_MAX_TXT_LEN),
+                 *([] if vqa_settings.get("train_vit") else from_cache)],
+                work / "vqa.log", threads=1,
+            ))  # fmt: skip
+
+        lanes.start(pretrained_lane, image_lane)
+    lm, vit, text_encoder = results["lm"], results["vit"], results.get("text_encoder")
+    package_model(retrieval if text_settings else stage1, stage2, vqa, out)
     train_seconds = round(time.time() - started, 1)
 
     record = {
@@ -321,6 +399,7 @@ def train_model(work: Path, out: Path, profile_name: str = "full", skip_eval: bo
         **({"text_encoder": text_encoder} if text_encoder else {}),
         "losses": {
             "stage1": training_losses(stage1),
+            **({"stage1_retrieval": training_losses(retrieval)} if text_settings else {}),
             "stage2": training_losses(stage2),
             "finetune_vqa": training_losses(vqa),
         },  # fmt: skip
