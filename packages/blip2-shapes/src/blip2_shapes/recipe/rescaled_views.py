@@ -23,23 +23,29 @@ MARGIN = 2  # px between the shapes' box and the canvas' edge
 DIFFERENT = 60  # summed channel difference from the background that marks a shape's pixel (JPEG noise is below)
 
 
-def shapes_box(image: Image.Image) -> tuple[int, int, int, int] | None:
-    """(left, top, right, bottom) of the pixels that differ from the background (the commonest border colour),
-    None for a picture of background only."""
+def _background_and_box(image: Image.Image) -> tuple[tuple[int, ...], tuple[int, int, int, int] | None]:
+    """The background colour (the commonest border colour) and ``shapes_box``'s box."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.int32)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = np.median(border, axis=0)
+    colour = tuple(int(c) for c in background)
     mask = np.abs(pixels - background).sum(axis=-1) > DIFFERENT
     rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if not len(rows):
-        return None
-    return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
+        return colour, None
+    return colour, (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
+
+
+def shapes_box(image: Image.Image) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the pixels that differ from the background (the commonest border colour),
+    None for a picture of background only."""
+    return _background_and_box(image)[1]
 
 
 def rescaled(image: Image.Image, rng: random.Random, scales: tuple[float, float] = SCALES) -> Image.Image:
     """``image`` scaled by a factor from ``scales`` (capped so its shapes fit) and moved to a random place on a
     canvas of the same size and background."""
-    box = shapes_box(image)
+    background, box = _background_and_box(image)
     if box is None:
         return image.copy()
     width, height = image.size
@@ -52,9 +58,7 @@ def rescaled(image: Image.Image, rng: random.Random, scales: tuple[float, float]
     box_w, box_h = (right - left) * scale, (bottom - top) * scale
     x = rng.uniform(MARGIN, max(MARGIN, width - MARGIN - box_w))
     y = rng.uniform(MARGIN, max(MARGIN, height - MARGIN - box_h))
-    pixels = np.asarray(image.convert("RGB"))
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    canvas = Image.new("RGB", (width, height), tuple(int(c) for c in np.median(border, axis=0)))
+    canvas = Image.new("RGB", (width, height), background)
     canvas.paste(scaled, (round(x - left * scale), round(y - top * scale)))
     return canvas
 
