@@ -1,8 +1,8 @@
 """Two lanes of recipe steps side by side, one core each.
 
-The recipe's models are small: a step of stage 1 took 0.57-0.60 s on one thread and on two, the LM's 0.76 / 0.72 s,
-the ViT's 0.39 / 0.34 s (AMD EPYC, 2 cores). Two steps side by side, one thread each, therefore take about the
-time of one, and the recipe runs two lanes of steps at once. A lane is a Python thread; the project's commands run
+The recipe's models are small: in a one-off check (AMD EPYC, 2 cores; one run each, not a benchmark) a step of
+stage 1, of the LM and of the ViT ran about as fast on one thread as on two. Two steps side by side, one thread
+each, then take about the time of one, so the recipe runs two lanes of steps at once. A lane is a Python thread; the project's commands run
 in processes of their own (``recipe.run(..., threads=1)``), the in-process training loops in one of two worker
 processes started here with one thread each. A lane that needs another's result waits for it by name.
 """
@@ -81,6 +81,6 @@ class Lanes:
             thread.start()
         for thread in threads:
             thread.join()
-        causes = [error for error in self._failures if not isinstance(error, OtherLaneFailed)]
-        if causes or self._failures:
+        if self._failures:
+            causes = [error for error in self._failures if not isinstance(error, OtherLaneFailed)]
             raise (causes or self._failures)[0]

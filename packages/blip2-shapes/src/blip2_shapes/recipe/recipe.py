@@ -312,10 +312,8 @@ def train_model(work: Path, out: Path, profile_name: str = "full", skip_eval: bo
         lap(name, since)
         return value
 
-    # Two lanes, one core each: a step of these small models runs no faster on two threads than on one (stage 1:
-    # 0.57-0.60 s either way, the LM 0.72 / 0.76 s, the ViT 0.34 / 0.39 s), so two steps side by side take the time
-    # of one. The image lane holds the longest chain (ViT, its features, stage 1, stage 2, VQA); the other lane
-    # pre-trains the LM and the Q-Former's text side, then trains the retrieval model's stage 1.
+    # Two lanes, one core each (why: lanes.py). The image lane holds the longest chain (ViT, its features, stage 1,
+    # stage 2, VQA); the other pre-trains the LM and the Q-Former's text side, then trains the retrieval stage 1.
     with Lanes() as lanes:
 
         def pretrained_lane() -> None:
