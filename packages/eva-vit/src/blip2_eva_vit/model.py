@@ -100,20 +100,48 @@ class Attention(nn.Layer):
             probs = F.dropout(probs, dropout)
         return paddle.matmul(probs, v).transpose([0, 2, 1, 3])
 
-    def _forward_fused(self, x: paddle.Tensor) -> paddle.Tensor:
-        """The same attention as one [hidden, 3 * hidden] matmul, for a traced graph (``paddle.jit``).
+    def pack_qkv(self) -> None:
+        """Give the attention its q/k/v weights as one [hidden, 3 * hidden] parameter (and one bias), which a
+        traced graph then reads as stored; ``unpack_qkv`` removes them. Without them the graph re-lays the
+        per-head weights out itself, and Paddle Inference folds that into constants again at every predictor
+        creation (about 3 s for ViT-g)."""
+        with paddle.no_grad():
+            weight, bias = self._qkv_by_slicing()
+        self.packed_qkv_weight = self.create_parameter(weight.shape, dtype=weight.dtype)
+        self.packed_qkv_weight.set_value(weight)
+        self.packed_qkv_bias = None
+        if bias is not None:
+            self.packed_qkv_bias = self.create_parameter(bias.shape, dtype=bias.dtype, is_bias=True)
+            self.packed_qkv_bias.set_value(bias)
 
-        oneDNN runs the per-head broadcast matmul of ``forward`` on a slow generic path; a compiler folds the
-        weight re-layout below into a constant once, so the fused form costs nothing extra there.
-        """
-        batch, tokens, width = x.shape[0], x.shape[1], self.num_heads * self.head_dim
+    def unpack_qkv(self) -> None:
+        """Remove what ``pack_qkv`` added (the per-head weights stay the attention's own)."""
+        for name in ("packed_qkv_weight", "packed_qkv_bias"):
+            if name in self._parameters:
+                del self._parameters[name]
+            self.__dict__.pop(name, None)
+
+    def _qkv_by_slicing(self) -> tuple[paddle.Tensor, paddle.Tensor | None]:
         # [heads, hidden, head_dim] -> [hidden, heads * head_dim] by slicing (Paddle Inference's passes reject
         # a reshape of a transposed parameter)
         weights = [w[h] for w in (self.q_weight, self.k_weight, self.v_weight) for h in range(self.num_heads)]
         bias = None
         if self.q_bias is not None:
             bias = paddle.concat([self.q_bias, paddle.zeros_like(self.q_bias), self.v_bias])
-        qkv = F.linear(x, paddle.concat(weights, axis=1), bias)
+        return paddle.concat(weights, axis=1), bias
+
+    def _forward_fused(self, x: paddle.Tensor) -> paddle.Tensor:
+        """The same attention as one [hidden, 3 * hidden] matmul, for a traced graph (``paddle.jit``).
+
+        oneDNN runs the per-head broadcast matmul of ``forward`` on a slow generic path; the fused form reads
+        ``pack_qkv``'s weights where they exist, else lays the per-head ones out in the graph.
+        """
+        batch, tokens, width = x.shape[0], x.shape[1], self.num_heads * self.head_dim
+        if getattr(self, "packed_qkv_weight", None) is not None:
+            weight, bias = self.packed_qkv_weight, self.packed_qkv_bias
+        else:
+            weight, bias = self._qkv_by_slicing()
+        qkv = F.linear(x, weight, bias)
         qkv = qkv.reshape([batch, tokens, 3, self.num_heads, self.head_dim]).transpose([2, 0, 3, 1, 4])
         q, k, v = qkv[0], qkv[1], qkv[2]
         probs = F.softmax(paddle.matmul(q * self.scale, k, transpose_y=True), axis=-1)

@@ -31,10 +31,34 @@ from paddle import nn
 logger = logging.getLogger(__name__)
 
 # Bumped when the exported graph changes for the same model, so that old cache entries are not reused.
-EXPORT_FORMAT = 3
+EXPORT_FORMAT = 4
 GRAPH_NAME = "image_features"
 # the graph with text beside the queries, for a model whose Q-Former reads it (config qformer_text_input)
 TEXT_GRAPH_NAME = "image_features_with_text"
+
+
+# Paddle Inference's CPU passes that find nothing to rewrite in a ViT + Q-Former graph (quantisation, convolution
+# and batch-norm fusions: the patch embedding, the one convolution, has a bias, which conv2d_bias_fuse_pass still
+# fuses, and no norm or activation after it). Building their rewrite patterns took about a second of every
+# predictor creation, for nothing.
+UNMATCHED_PASSES = (
+    "delete_quant_dequant_linear_op_pass",
+    "delete_weight_dequant_linear_op_pass",
+    "depthwise_conv_onednn_pass",
+    "squeeze_transpose_onednn_fuse_pass",
+    "conv2d_bn_onednn_fuse_pass",
+    "conv2d_bias_bn_onednn_fuse_pass",
+    "conv2d_transpose_bn_fuse_pass",
+    "conv2d_transpose_bias_bn_fuse_pass",
+    "conv2d_transpose_bias_fuse_pass",
+    "conv3d_bias_fuse_pass",
+    "conv_elementwise_add_onednn_fuse_pass",
+    "conv_activation_mkldnn_fuse_pass",
+    "conv_concat_activation_mkldnn_fuse_pass",
+    "batch_norm_act_fuse_pass",
+    "softplus_activation_fuse_pass",
+    "shuffle_channel_detect_pass",
+)
 
 
 def cpu_bf16_support() -> str | None:
@@ -159,13 +183,28 @@ def export_image_side(model: nn.Layer, directory: Path, dtype: str = "float32") 
     graphs = {GRAPH_NAME: spec}
     if getattr(model.config, "qformer_text_input", False):  # a second graph, with the text beside the queries
         graphs[TEXT_GRAPH_NAME] = spec + text
-    for name, inputs in graphs.items():
-        side = _ImageSide(model, dtype)
-        side.eval()
-        with _blocks_cast_to(model, dtype) if dtype != "float32" else contextlib.nullcontext():
-            static = paddle.jit.to_static(side, input_spec=inputs, full_graph=True)
-            paddle.jit.save(static, str(directory / name))
+    with _packed_attention(model):
+        for name, inputs in graphs.items():
+            side = _ImageSide(model, dtype)
+            side.eval()
+            with _blocks_cast_to(model, dtype) if dtype != "float32" else contextlib.nullcontext():
+                static = paddle.jit.to_static(side, input_spec=inputs, full_graph=True)
+                paddle.jit.save(static, str(directory / name))
     return directory
+
+
+@contextlib.contextmanager
+def _packed_attention(model: nn.Layer) -> Iterator[None]:
+    """Each ViT block's q/k/v weights packed into one matrix while the graph is traced (``Attention.pack_qkv``),
+    so that the saved graph holds them packed: otherwise every predictor creation folds the re-layout again."""
+    attentions = [block.attn for block in model.vision_model.blocks]
+    try:
+        for attention in attentions:
+            attention.pack_qkv()
+        yield
+    finally:
+        for attention in attentions:
+            attention.unpack_qkv()
 
 
 def exported_graph(model: nn.Layer, cache_dir: Path | None = None, dtype: str = "float32") -> Path:
@@ -220,6 +259,8 @@ class _GraphRunner:
         config.disable_glog_info()
         config.set_cpu_math_library_num_threads(threads)
         config.enable_onednn()  # a bf16 graph's ops pick oneDNN's bf16 kernels by their own dtype
+        for name in UNMATCHED_PASSES:
+            config.delete_pass(name)
         self._predictor = inference.create_predictor(config)
         self._inputs = [self._predictor.get_input_handle(n) for n in self._predictor.get_input_names()]
         self._output_name = self._predictor.get_output_names()[0]
