@@ -37,30 +37,6 @@ GRAPH_NAME = "image_features"
 TEXT_GRAPH_NAME = "image_features_with_text"
 
 
-# Paddle Inference's CPU passes that find nothing to rewrite in a ViT + Q-Former graph (quantisation, convolution
-# and batch-norm fusions: the patch embedding, the one convolution, has a bias, which conv2d_bias_fuse_pass still
-# fuses, and no norm or activation after it). Building their rewrite patterns took about a second of every
-# predictor creation, for nothing.
-UNMATCHED_PASSES = (
-    "delete_quant_dequant_linear_op_pass",
-    "delete_weight_dequant_linear_op_pass",
-    "depthwise_conv_onednn_pass",
-    "squeeze_transpose_onednn_fuse_pass",
-    "conv2d_bn_onednn_fuse_pass",
-    "conv2d_bias_bn_onednn_fuse_pass",
-    "conv2d_transpose_bn_fuse_pass",
-    "conv2d_transpose_bias_bn_fuse_pass",
-    "conv2d_transpose_bias_fuse_pass",
-    "conv3d_bias_fuse_pass",
-    "conv_elementwise_add_onednn_fuse_pass",
-    "conv_activation_mkldnn_fuse_pass",
-    "conv_concat_activation_mkldnn_fuse_pass",
-    "batch_norm_act_fuse_pass",
-    "softplus_activation_fuse_pass",
-    "shuffle_channel_detect_pass",
-)
-
-
 def cpu_bf16_support() -> str | None:
     """The CPU feature that makes bf16 fast here ("amx_bf16" or "avx512_bf16"), or None."""
     try:
@@ -259,8 +235,6 @@ class _GraphRunner:
         config.disable_glog_info()
         config.set_cpu_math_library_num_threads(threads)
         config.enable_onednn()  # a bf16 graph's ops pick oneDNN's bf16 kernels by their own dtype
-        for name in UNMATCHED_PASSES:
-            config.delete_pass(name)
         self._predictor = inference.create_predictor(config)
         self._inputs = [self._predictor.get_input_handle(n) for n in self._predictor.get_input_names()]
         self._output_name = self._predictor.get_output_names()[0]
