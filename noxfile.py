@@ -125,9 +125,10 @@ def bench(session: nox.Session) -> None:
     nox -s bench -- vitg-opt2.7b          the real ViT-g + OPT-2.7b shape (a 15 GB checkpoint)
     nox -s bench -- --load-only vitg-opt125m   the second load alone (no encoding, captions or training)
     nox -s bench -- --train-only vitg-opt125m  the training step alone (HF, ours, ours from the feature cache)
+    nox -s bench -- --infer-only vitg-opt125m  load, encoding and captions, without the training step
     BLIP2_BENCH_ROUNDS=5 BLIP2_BENCH_QUIET_LOAD=0.3 BLIP2_BENCH_QUIET_TIMEOUT=1800 nox -s bench
     """
-    only = [arg for arg in session.posargs if arg in ("--load-only", "--train-only")]
+    only = [arg for arg in session.posargs if arg in ("--load-only", "--train-only", "--infer-only")]
     sizes = [arg for arg in session.posargs if arg not in only] or ["tiny", "vitg-opt125m", "data"]
     install_editable(session, existing_packages())
     python = reference_python(session)

@@ -30,9 +30,10 @@ def main() -> int:
     parser.add_argument("--quiet-timeout", type=float, default=1800.0, help="seconds to wait, then run marked")
     parser.add_argument("--load-only", action="store_true", help="time loading alone: no encoding, captions, training")
     parser.add_argument("--train-only", action="store_true", help="time the training step alone: no inference runs")
+    parser.add_argument("--infer-only", action="store_true", help="load, encoding and captions: no training step")
     args = parser.parse_args()
-    if args.load_only and args.train_only:
-        parser.error("--load-only and --train-only exclude each other")
+    if args.load_only + args.train_only + args.infer_only > 1:
+        parser.error("--load-only, --train-only and --infer-only exclude each other")
     env = {**os.environ, "BLIP2_HOME": str(args.work / "blip2-home")}  # ours' compiled bf16 encoders cached here
     ours, reference = sys.executable, args.reference_python
     for size in [s for s in args.sizes if s != "data"]:
@@ -51,7 +52,7 @@ def main() -> int:
                     command += ["--load-only"] if args.load_only else []
                     record = measured_run(command, env, args.quiet_load, args.quiet_timeout)
                     attach(args.work / size / f"{side}-{dtype}.json", record, round_number)
-            if size not in TRAINING_SIZES or args.load_only:
+            if size not in TRAINING_SIZES or args.load_only or args.infer_only:
                 continue
             training = [("train-reference", [reference, str(HERE / "train_reference.py")]),
                         ("train-ours", [ours, str(HERE / "train_ours.py")]),
