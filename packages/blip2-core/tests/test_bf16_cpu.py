@@ -68,6 +68,17 @@ def test_the_bf16_graph_holds_the_vit_blocks_in_bf16_and_leaves_the_model_as_it_
         np.testing.assert_array_equal(param.numpy(), before[name])
 
 
+def test_the_saved_graph_reads_the_vit_qkv_weights_packed(fp32_model, cache_dir):
+    """The graph holds each block's q/k/v weights as one stored matrix (``Attention.pack_qkv`` while tracing): a
+    graph that slices them per head makes Paddle Inference fold the slices into constants at every load."""
+    graph = compiled.exported_graph(fp32_model, cache_dir, "float32")
+    program = (graph / (compiled.GRAPH_NAME + ".json")).read_text()
+    vision = fp32_model.config.vision_config
+    per_head_slices = 3 * vision.num_attention_heads * vision.num_hidden_layers
+    assert program.count('"1.slice"') < per_head_slices
+    assert not [name for name, _ in fp32_model.vision_model.named_parameters() if "packed_qkv" in name]
+
+
 def test_the_export_is_cached_on_disk_and_keyed_by_the_weights(fp32_model, cache_dir, monkeypatch):
     first = compiled.exported_graph(fp32_model, cache_dir)
     monkeypatch.setattr(compiled, "export_image_side", lambda *a: pytest.fail("exported again"))
