@@ -74,9 +74,17 @@ def test_loss_from_the_cache_equals_the_loss_from_the_images(assets, tmp_path, s
     if stage == "stage2":
         cache_features(assets, half, tmp_path, "--dtype", "float16")
         tiny.train([*stage_args(stage, assets, tmp_path / "half"), "--feature_cache", str(half)], tmp_path)
-        # the first step's loss: near (later steps part: AdamW's first updates are lr * sign(g) for small g)
+        # the half cache holds other numbers (float16 rounding) ...
+        halves, singles = FeatureCache(half), FeatureCache(cache)
+        assert halves.dtype == "float16"
+        path = f"{assets['data'].split(',')[0]}/img0.jpg"
+        rounding = np.abs(halves.get(path).astype(np.float32) - singles.get(path))
+        assert 0 < rounding.max() < 1e-2 * np.abs(singles.get(path)).max()
+        # ... and the first step's loss stays near (later steps part: AdamW's first updates are lr * sign(g) for
+        # small g). How near depends on the CPU's rounding: the tiny model's loss barely reads the features, and
+        # on an Intel Xeon it came out equal to the 8 decimals the log keeps.
         first = tiny.losses(tmp_path / "half")[0]
-        assert first != from_images[0] and first == pytest.approx(from_images[0], rel=1e-2)  # float32: the exact one
+        assert first == pytest.approx(from_images[0], rel=1e-2)
         # augmented images: another loss (what the cache gives up)
         tiny.train(stage_args(stage, assets, tmp_path / "augmented"), tmp_path)
         assert not np.allclose(tiny.losses(tmp_path / "augmented"), from_images, rtol=1e-4)
