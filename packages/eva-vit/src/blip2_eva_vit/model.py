@@ -104,7 +104,7 @@ class Attention(nn.Layer):
         """Give the attention its q/k/v weights as one [hidden, 3 * hidden] parameter (and one bias), which a
         traced graph then reads as stored; ``unpack_qkv`` removes them. Without them the graph re-lays the
         per-head weights out itself, and Paddle Inference folds that into constants again at every predictor
-        creation (about 3 s for ViT-g)."""
+        creation (seconds for ViT-g)."""
         with paddle.no_grad():
             weight, bias = self._qkv_by_slicing()
         self.packed_qkv_weight = self.create_parameter(weight.shape, dtype=weight.dtype)
