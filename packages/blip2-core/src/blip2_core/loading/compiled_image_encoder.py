@@ -159,13 +159,16 @@ def export_image_side(model: nn.Layer, directory: Path, dtype: str = "float32") 
     graphs = {GRAPH_NAME: spec}
     if getattr(model.config, "qformer_text_input", False):  # a second graph, with the text beside the queries
         graphs[TEXT_GRAPH_NAME] = spec + text
-    with _packed_attention(model):
-        for name, inputs in graphs.items():
-            side = _ImageSide(model, dtype)
-            side.eval()
-            with _blocks_cast_to(model, dtype) if dtype != "float32" else contextlib.nullcontext():
-                static = paddle.jit.to_static(side, input_spec=inputs, full_graph=True)
-                paddle.jit.save(static, str(directory / name))
+    for name, inputs in graphs.items():
+        side = _ImageSide(model, dtype)
+        side.eval()
+        # packed inside the cast: the packed weights are made from the cast ones, with no float32 copy of them
+        with (
+            _blocks_cast_to(model, dtype) if dtype != "float32" else contextlib.nullcontext(),
+            _packed_attention(model),
+        ):
+            static = paddle.jit.to_static(side, input_spec=inputs, full_graph=True)
+            paddle.jit.save(static, str(directory / name))
     return directory
 
 
