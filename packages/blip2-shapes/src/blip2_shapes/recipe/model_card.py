@@ -213,6 +213,14 @@ def write_model_card(directory: Path, record: dict) -> Path:
             f'share all three captions with another and {ceiling["images_sharing_a_caption"]} at least one ("a red '
             'circle above a blue square" is true on every background), and such ties rank in any order.'
         )
+    lm_alone = m.get("lm_given_the_caption")
+    if lm_alone:
+        lines.append(
+            "The frozen LLM alone, given each test picture's last caption (it names every group and the background) "
+            "as text instead of the picture (`recipe/lm_alone.py`), answers "
+            + ", ".join(f'"{kind}" {value:.1f}%' for kind, value in lm_alone.items())
+            + ": a kind of question it gets wrong from the caption is one the Q-Former must answer for it."
+        )
     lines += [
         "",
         *_shortfalls(vqa, vqa_chance),

@@ -22,7 +22,8 @@
    was tried: a short stage 2 on the captions after the VQA step cost 10 points of VQA (64.8 -> 54.5% on test)
    for CIDEr 1.05 -> 2.00, against 4.07 for the stage-2 model itself.
 6. ``blip2-eval caption`` / ``vqa`` / ``retrieval`` on the held-out test split, ``blip2-eval caption`` on the
-   shifted split, each next to a chance level computed here; ``scores.json`` and a model card ``README.md``.
+   shifted split, each next to a chance level computed here; the frozen LM's own answers with each test picture's
+   caption as text (``lm_alone.py``); ``scores.json`` and a model card ``README.md``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any
 from .baselines import chance_levels, shifted_caption_check
 from .initial_model import VISION, initial_positions, qformer_config, write_initial_stage1
 from .lanes import Lanes
+from .lm_alone import answers_given_the_caption
 from .model_card import write_model_card
 from .more_scenes import write_more_scenes
 from .pretrain_lm import OPT_SHAPE, VQA_PROMPT, pretrain, scene_texts, text_only_scenes
@@ -430,6 +432,7 @@ def train_model(work: Path, out: Path, profile_name: str = "full", skip_eval: bo
     if not skip_eval:
         t = time.time()
         record["metrics"] = evaluate(out, files, work, eval_batch=32, which=profile.get("evaluations"))
+        record["metrics"]["lm_given_the_caption"] = answers_given_the_caption(work / "llm", files["test"])
         if "vqa" in record["metrics"]:  # the answers themselves, so a test can check the shipped model still gives them
             shutil.copy(work / "eval" / "vqa" / "results.json", out / "vqa_test_results.json")
         record["chance"] = chance_levels(files, work / "eval" / "chance")
