@@ -28,7 +28,7 @@ def test_more_scenes_are_written_with_true_captions_and_answers(tmp_path):
     train, root = files["train"], Path(files["train"]["image_root"])
     held_out = {tuple(row["caption"]) for split in ("val", "test") for row in json.loads(Path(files[split]["captions"]).read_text())}  # fmt: skip
     out = tmp_path / "captions_more.json"
-    questions = write_more_scenes(root, Path(train["captions"]), 40, held_out, out, varied=0.5)
+    questions = write_more_scenes(root, Path(train["captions"]), 40, held_out, out, varied=0.5, presence=True)
 
     original = json.loads(Path(train["captions"]).read_text())
     rows = json.loads(out.read_text())
@@ -56,6 +56,10 @@ def test_more_scenes_are_written_with_true_captions_and_answers(tmp_path):
     assert (128, 128) in sizes and len(sizes) > 5  # the plain renderer's square and the varied canvases
 
     assert {row["image"] for row in questions} == set(by_image)
+    presence = [row for row in questions if row["question"].startswith("is there")]
+    # the dataset's one "is there" question per picture, then a "yes" for each drawn pair and as many near misses
+    pairs = sum(len({g[:2] for text in texts for g in named_groups(text)}) for texts in by_image.values())
+    assert len(presence) == 40 + 2 * pairs
     for row in questions:
         assert len(row["answer"]) == 10
         groups = {g for text in by_image[row["image"]] for g in named_groups(text)}

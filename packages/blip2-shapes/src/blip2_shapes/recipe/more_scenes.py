@@ -22,6 +22,7 @@ from blip2_data.synthetic import questions, render, ten_answers
 
 from ..drawn_differently import render_differently
 from .pretrain_vit import TRAINING_STYLE
+from .training_questions import presence_questions
 from .unseen_scenes import unseen_scenes
 
 FOLDER = "shapes_more"  # beside the dataset's shapes_<split> folders under its image root
@@ -34,11 +35,12 @@ def write_more_scenes(
     held_out: set[tuple[str, ...]],
     out_captions: Path,
     varied: float = 0.0,
+    presence: bool = False,
     seed: int = 0,
 ) -> list[dict]:
     """Draw ``count`` scenes into ``image_root/shapes_more/``; write ``out_captions``: the training rows of
     ``captions_file`` and three rows for each new picture (blip2-data's caption rows). ``varied``: the share drawn
-    in ``TRAINING_STYLE``. Returns the new pictures' question rows as ``vqa_training_file`` writes them (image,
+    in ``TRAINING_STYLE``; ``presence``: with ``training_questions``' "is there" questions about them too. Returns the new pictures' question rows as ``vqa_training_file`` writes them (image,
     question, ten answers; ``question_id`` left for the caller to number)."""
     rows = json.loads(Path(captions_file).read_text())
     next_id = 1 + max(int(row["image_id"]) for row in rows)
@@ -53,4 +55,11 @@ def write_more_scenes(
         for question, answer, _, _ in questions(scene, rng):
             question_rows.append({"question": question, "image": name, "answer": ten_answers(answer)})
     Path(out_captions).write_text(json.dumps(rows + more))
+    if presence:
+        asked = presence_questions(Path(out_captions), first_id=0, seed=seed)
+        question_rows += [
+            {k: row[k] for k in ("question", "image", "answer")}
+            for row in asked
+            if row["image"].startswith(f"{FOLDER}/")
+        ]
     return question_rows

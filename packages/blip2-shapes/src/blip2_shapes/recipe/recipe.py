@@ -318,8 +318,9 @@ def train_model(work: Path, out: Path, profile_name: str = "full", skip_eval: bo
         more = profile["more_scenes"]
         more_captions = work / "captions_train_more.json"
         more_questions = write_more_scenes(
-            Path(train["image_root"]), stage_captions, more["count"], held_out, more_captions, varied=more["varied"]
-        )
+            Path(train["image_root"]), stage_captions, more["count"], held_out, more_captions, varied=more["varied"],
+            presence=profile.get("presence_questions", False),
+        )  # fmt: skip
         stage_captions = more_captions
     captions = f"{train['image_root']},{stage_captions}"
     from_cache = ["--feature_cache", str(features)]
