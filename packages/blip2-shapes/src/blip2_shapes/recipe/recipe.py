@@ -221,9 +221,10 @@ def evaluate(model: Path, files: dict, work: Path, eval_batch: int, which: list[
         shutil.rmtree(output_dir, ignore_errors=True)
         run([tool("blip2-eval"), *args, "--output_dir", str(output_dir)], work / f"eval_{name}.log")
         metrics[name] = json.loads((output_dir / "metrics.json").read_text())
-    metrics["caption"]["names_colours_and_shapes"] = shifted_caption_check(
-        evaluations / "caption" / "results.json", test["captions"]
-    )
+    if "caption" in metrics:  # ``which`` may leave the captions out
+        metrics["caption"]["names_colours_and_shapes"] = shifted_caption_check(
+            evaluations / "caption" / "results.json", test["captions"]
+        )
     if which is None or "drawn_differently" in which:
         from ..drawn_differently import measure_model, summary
 
