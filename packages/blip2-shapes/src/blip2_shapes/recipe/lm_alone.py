@@ -50,8 +50,10 @@ def answers_given_the_caption(llm_dir: Path, split: dict[str, str]) -> dict[str,
     for row in json.loads(Path(split["annotations"]).read_text())["annotations"]:
         question = questions[row["question_id"]]
         context = captions[str(question["image_id"])][-1]
+        # the layout the LM was trained on (pretrain_lm.encode: caption, </s>, prompt), cut where the answer starts;
+        # the target " x" only marks that place
         ids, labels = encode(tokenizer, context, VQA_PROMPT.format(question["question"]), " x", newline)
-        ids = ids[: next(i for i, label in enumerate(labels) if label != -100)]  # up to the answer
+        ids = ids[: next(i for i, label in enumerate(labels) if label != -100)]
         answer: list[int] = []
         with paddle.no_grad():
             for _ in range(MAX_ANSWER_TOKENS):

@@ -40,8 +40,9 @@ def write_more_scenes(
 ) -> list[dict]:
     """Draw ``count`` scenes into ``image_root/shapes_more/``; write ``out_captions``: the training rows of
     ``captions_file`` and three rows for each new picture (blip2-data's caption rows). ``varied``: the share drawn
-    in ``TRAINING_STYLE``; ``presence``: with ``training_questions``' "is there" questions about them too. Returns the new pictures' question rows as ``vqa_training_file`` writes them (image,
-    question, ten answers; ``question_id`` left for the caller to number)."""
+    in ``TRAINING_STYLE``; ``presence``: with ``training_questions``' "is there" questions about them too. Returns
+    the new pictures' question rows as ``vqa_training_file`` writes them (image, question, ten answers;
+    ``question_id`` left for the caller to number)."""
     rows = json.loads(Path(captions_file).read_text())
     next_id = 1 + max(int(row["image_id"]) for row in rows)
     styles = random.Random(f"more_scenes:{seed}:style")
@@ -56,10 +57,6 @@ def write_more_scenes(
             question_rows.append({"question": question, "image": name, "answer": ten_answers(answer)})
     Path(out_captions).write_text(json.dumps(rows + more))
     if presence:
-        asked = presence_questions(Path(out_captions), first_id=0, seed=seed)
-        question_rows += [
-            {k: row[k] for k in ("question", "image", "answer")}
-            for row in asked
-            if row["image"].startswith(f"{FOLDER}/")
-        ]
+        asked = presence_questions(more, first_id=0, seed=seed)
+        question_rows += [{k: row[k] for k in ("question", "image", "answer")} for row in asked]
     return question_rows

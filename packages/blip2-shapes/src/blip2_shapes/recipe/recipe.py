@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,7 @@ def vqa_training_file(
     out: Path,
     presence: bool = False,
     views: dict[str, list[str]] | None = None,
-    more: list[dict] = (),
+    more: Sequence[dict] = (),
 ) -> Path:
     """The split's VQAv2 questions + annotations as the rows ``blip2-train finetune-vqa`` reads (LAVIS's
     vqa_train.json: image, question, the ten answers); ``presence``: with more "is there" questions read from the

@@ -18,13 +18,15 @@ from blip2_data.synthetic import COLOURS, SHAPES
 from ..drawn_differently import named_groups
 
 
-def presence_questions(captions_file: Path, first_id: int, seed: int = 0) -> list[dict]:
-    """Rows as ``vqa_training_file`` writes them (image, question, ten answers), ids from ``first_id``."""
+def presence_questions(captions: Path | list[dict], first_id: int, seed: int = 0) -> list[dict]:
+    """Rows as ``vqa_training_file`` writes them (image, question, ten answers), ids from ``first_id``, for the
+    pictures of ``captions``: a captions file or its rows (blip2-data's training rows, one caption each)."""
+    where = str(captions) if isinstance(captions, Path) else "caption rows"
     drawn: dict[str, set[tuple[str, str]]] = {}
-    for row in json.loads(Path(captions_file).read_text()):
+    for row in json.loads(captions.read_text()) if isinstance(captions, Path) else captions:
         pairs = {(colour, shape) for colour, shape, _ in named_groups(row["caption"])}
         if not pairs:
-            raise ValueError(f"{captions_file}: image {row['image']}: the caption {row['caption']!r} names no pair")
+            raise ValueError(f"{where}: image {row['image']}: the caption {row['caption']!r} names no pair")
         drawn.setdefault(row["image"], set()).update(pairs)
     rng = random.Random(f"presence_questions:{seed}")
     rows, question_id = [], first_id
