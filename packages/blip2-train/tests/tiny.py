@@ -150,6 +150,7 @@ COMMON = [
 def environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "FLAGS_"))}
     env.update(CUDA_VISIBLE_DEVICES="", HF_HUB_OFFLINE="1", BLIP2_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env["PYTHONFAULTHANDLER"] = "1"  # a native crash in a launched rank prints its Python stack in the rank's log
     return env
 
 
